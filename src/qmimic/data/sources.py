@@ -1,0 +1,94 @@
+"""Where a :class:`~qmimic.data.datamodule.DetectionDataModule` gets its splits from.
+
+A source knows one dataset family on disk: ``prepare()`` makes sure the files exist (generating
+or downloading them), ``dataset(split, train)`` opens a split. Splits are named ``train``,
+``val`` and ``test``; each maps to one or more ``YEAR-IMAGESET`` entries of a VOC-layout tree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from qmimic.data.shapes import SHAPES_CLASSES, ShapesSpec, ensure_shapes
+from qmimic.data.voc import VOC_CLASSES, VOCDataset
+from qmimic.errors import UserError
+
+DEFAULT_CACHE = os.environ.get("QMIMIC_CACHE", "~/.cache/qmimic")
+
+
+def _parse_entry(entry: str) -> tuple[str, str]:
+    year, sep, image_set = str(entry).partition("-")
+    if not sep or not year.isdigit():
+        raise UserError(f"bad VOC split entry {entry!r}: write it as YEAR-IMAGESET, e.g. 2007-test")
+    return year, image_set
+
+
+class VOCSource:
+    """Pascal VOC (or anything in its layout) under ``root``.
+
+    Args:
+        root: folder that holds ``VOCdevkit``.
+        splits: for ``train``/``val``/``test``, a list of ``YEAR-IMAGESET`` entries; several
+            entries are concatenated (``["2007-trainval", "2012-trainval"]`` is 07+12).
+        class_names: class names without background, in label order 1..C.
+        train_difficult: keep difficult objects in training targets (dropped by default).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        splits: dict[str, Sequence[str]],
+        class_names: Sequence[str] = VOC_CLASSES,
+        train_difficult: bool = False,
+    ):
+        self.root = Path(root).expanduser()
+        self.splits = {name: [_parse_entry(e) for e in entries] for name, entries in splits.items()}
+        self.class_names = tuple(class_names)
+        self.train_difficult = train_difficult
+
+    def prepare(self) -> None:
+        if not self.root.is_dir():
+            raise UserError(
+                f"dataset root not found: {self.root}\n"
+                "Expected a folder holding VOCdevkit/VOC<year>/{JPEGImages,Annotations,"
+                "ImageSets/Main}. Set data.root to it."
+            )
+
+    def dataset(self, split: str, train: bool) -> Dataset:
+        if split not in self.splits:
+            raise UserError(f"no {split!r} split configured; known: {', '.join(self.splits)}")
+        parts = [
+            VOCDataset(self.root, year, image_set, self.class_names,
+                       keep_difficult=self.train_difficult or not train)
+            for year, image_set in self.splits[split]
+        ]  # fmt: skip
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+class ShapesSource(VOCSource):
+    """The built-in ``shapes`` dataset: generated into ``cache_dir`` on first use, then read
+    through the same VOC code as real Pascal VOC."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path = DEFAULT_CACHE,
+        spec: ShapesSpec | None = None,
+        train_difficult: bool = False,
+        **spec_fields: object,
+    ):
+        self.spec = spec or ShapesSpec(**{k: _as_tuple(v) for k, v in spec_fields.items()})
+        self.cache_dir = Path(cache_dir).expanduser()
+        root = self.cache_dir / f"shapes-{self.spec.key()}"
+        splits = {"train": ["2007-train"], "val": ["2007-val"], "test": ["2007-test"]}
+        super().__init__(root, splits, SHAPES_CLASSES, train_difficult)
+
+    def prepare(self) -> None:
+        self.root = ensure_shapes(self.cache_dir, self.spec)
+
+
+def _as_tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value

@@ -1,0 +1,52 @@
+"""Errors that are the user's to fix, and how the command-line tools report them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class UserError(Exception):
+    """A problem with the user's input (paths, files, config), with the fix in its message.
+
+    The command-line entry points print the message alone, without a traceback, and exit with
+    status 2.
+    """
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``exc``, looking through wrapping exceptions.
+
+    Hydra's ``instantiate`` and Lightning re-raise what a constructor or hook raised inside
+    their own exception types; the original is kept as ``__cause__`` or ``__context__``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func``; on a :class:`UserError` print ``error: <message>`` and exit with status 2."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            user_error = find_user_error(exc)
+            if user_error is None:
+                raise
+            print(f"error: {user_error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    return wrapper

@@ -1,0 +1,76 @@
+"""Fast R-CNN region head over one stride-16 feature map."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.ops import roi_align
+
+
+class SingleMapRoIAlign(nn.Module):
+    """RoIAlign on a single feature map of known stride.
+
+    Called as torchvision's ``MultiScaleRoIAlign`` is: ``(features [B, C, H, W], boxes: list of
+    [R_i, 4] xyxy image pixels, image_sizes)`` -> ``[sum R_i, C, S, S]``.
+    """
+
+    def __init__(self, output_size: int, stride: int = 16, sampling_ratio: int = 2):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = 1.0 / stride
+        self.sampling_ratio = sampling_ratio
+
+    def forward(
+        self, features: Tensor, boxes: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> Tensor:
+        return roi_align(
+            features,
+            boxes,
+            output_size=self.output_size,
+            spatial_scale=self.spatial_scale,
+            sampling_ratio=self.sampling_ratio,
+            aligned=True,
+        )
+
+
+class FastRCNNHead(RoIHeads):
+    """torchvision's ``RoIHeads`` (box branch only) with explicit ``losses`` and ``detect``.
+
+    Both calls take the feature map ``[B, C, H/16, W/16]``, proposals (per image ``[P, 4]``
+    xyxy in resized-image pixels) and the resized image sizes; neither reads ``self.training``.
+    """
+
+    def losses(
+        self,
+        features: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]],
+    ) -> dict[str, Tensor]:
+        """Classification and box-regression losses on sampled proposals (ground truth added)."""
+        rois, _, labels, regression_targets = self.select_training_samples(
+            [p.detach() for p in proposals], targets
+        )
+        class_logits, box_regression = self.box_predictor(
+            self.box_head(self.box_roi_pool(features, rois, image_sizes))
+        )
+        loss_cls, loss_box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+
+    def detect(
+        self,
+        features: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Post-processed detections per image: ``boxes`` [D, 4], ``scores`` [D], ``labels`` [D]."""
+        class_logits, box_regression = self.box_predictor(
+            self.box_head(self.box_roi_pool(features, proposals, image_sizes))
+        )
+        boxes, scores, labels = self.postprocess_detections(
+            class_logits, box_regression, proposals, image_sizes
+        )
+        return [
+            {"boxes": b, "scores": s, "labels": lbl}
+            for b, s, lbl in zip(boxes, scores, labels, strict=True)
+        ]

@@ -1,0 +1,99 @@
+"""LightningModule that trains one detector: a teacher, or a student from scratch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from qmimic.models.detector import Targets, TwoStageDetector
+from qmimic.modules.evaluation import build_detection_metrics, metric_targets, scalar_metrics
+
+OptimizerFactory = Callable[[Iterator[torch.nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def training_targets(targets: list[dict]) -> Targets:
+    """Only what the detector's losses read (``boxes``, ``labels``)."""
+    return [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+
+
+class DetectorModule(L.LightningModule):
+    """Detection losses for training, COCO mAP for validation and test.
+
+    Args:
+        net: the detector (see :class:`~qmimic.models.detector.TwoStageDetector`).
+        optimizer: ``_partial_`` factory taking the parameters.
+        scheduler: optional ``_partial_`` factory taking the optimizer and ``total_steps``; it is
+            stepped every optimizer step.
+        metric_backend: torchmetrics ``MeanAveragePrecision`` backend.
+    """
+
+    def __init__(
+        self,
+        net: TwoStageDetector,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        metric_backend: str = "faster_coco_eval",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        self.val_metrics = build_detection_metrics(metric_backend)
+        self.test_metrics = build_detection_metrics(metric_backend)
+
+    def forward(self, images: list[Tensor]) -> Targets:
+        return self.net.predict(images)
+
+    def detection_losses(self, images: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
+        """Detection losses of ``self.net``; subclasses add their own terms."""
+        return self.net.losses(images, training_targets(targets))
+
+    def training_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.detection_losses(images, targets)
+        loss = torch.stack(list(losses.values())).sum()
+        logged = {f"train/{name}": value.detach() for name, value in losses.items()}
+        self.log_dict(logged, batch_size=len(images))
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(images))
+        return loss
+
+    def _evaluate(self, batch: tuple[list[Tensor], list[dict]], metrics) -> None:
+        images, targets = batch
+        predictions = self.net.predict(images)
+        metrics.update(predictions, metric_targets(targets))
+
+    def validation_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def test_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def _log_metrics(self, metrics, stage: str) -> None:
+        values = scalar_metrics(metrics.compute(), stage)
+        headline = f"{stage}/map_50"
+        self.log(headline, values.pop(headline), prog_bar=True)
+        self.log_dict(values)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def trainable_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """What the optimizer updates; distillation narrows this to the student."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.hparams.optimizer(self.trainable_parameters())
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
