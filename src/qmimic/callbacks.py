@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
+
+from qmimic.errors import find_user_error
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Save ``<dirpath>/last.ckpt`` when training stops on Ctrl-C or an error, and say how to
-    resume. Lightning then exits with a non-zero status."""
+class ResumeHint(L.Callback):
+    """When training stops on Ctrl-C or an error, say how to resume from ``last.ckpt``.
 
-    def __init__(self, dirpath: str, filename: str = "last"):
-        super().__init__(dirpath=dirpath, filename=filename)
+    The checkpoint itself is written by the ``ModelCheckpoint`` configured with
+    ``save_on_exception: true`` (see ``conf/callbacks/default.yaml``).
+    """
 
-    def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.state.fn != "fit":
-            return  # nothing is learned during validate/test; keep the last training state
-        super().on_exception(trainer, *args, **kwargs)
-        if trainer.is_global_zero:
-            print(
-                f"\nTraining stopped; state saved to {self.ckpt_path}\n"
-                f"Resume with the same overrides plus: ckpt_path={self.ckpt_path}",
-                file=sys.stderr,
-                flush=True,
-            )
+    def __init__(self, checkpoint: str):
+        self.checkpoint = Path(checkpoint)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.state.fn != "fit" or trainer.global_step == 0:
+            return
+        if find_user_error(exception) is not None or not trainer.is_global_zero:
+            return
+        print(
+            f"\nTraining stopped at step {trainer.global_step}; its state goes to "
+            f"{self.checkpoint}\nResume with the same overrides plus: ckpt_path={self.checkpoint}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class ConfigInCheckpoint(L.Callback):
@@ -36,6 +42,7 @@ class ConfigInCheckpoint(L.Callback):
     def __init__(self, config: dict):
         self.config = config
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
         checkpoint["qmimic_config"] = self.config

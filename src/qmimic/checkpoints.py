@@ -19,8 +19,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}\nPass the path of a .ckpt file written by "
-                        "qmimic.train (see the checkpoints/ folder of a run).")
+        raise UserError(
+            f"checkpoint not found: {path}\nPass the path of a .ckpt file written by "
+            "qmimic.train (see the checkpoints/ folder of a run)."
+        )
     try:
         # Our checkpoints hold hyperparameters (optimizer factories), so full unpickling is
         # needed; only load checkpoints you trust.
@@ -32,8 +34,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_matches(state_dict: dict[str, torch.Tensor], module: nn.Module, path: str | Path,
-                  prefix: str = "") -> None:
+def check_matches(
+    state_dict: dict[str, torch.Tensor], module: nn.Module, path: str | Path, prefix: str = ""
+) -> None:
     """Raise :class:`UserError` unless ``state_dict`` (keys under ``prefix``) fits ``module``
     exactly: same parameter names and shapes."""
     expected = {f"{prefix}{k}": v.shape for k, v in module.state_dict().items()}
@@ -46,8 +49,10 @@ def check_matches(state_dict: dict[str, torch.Tensor], module: nn.Module, path: 
     details = []
     if wrong:
         k = wrong[0]
-        details.append(f"{len(wrong)} tensors differ in shape (e.g. {k}: checkpoint "
-                       f"{tuple(found[k])}, model {tuple(expected[k])})")
+        details.append(
+            f"{len(wrong)} tensors differ in shape (e.g. {k}: checkpoint "
+            f"{tuple(found[k])}, model {tuple(expected[k])})"
+        )
     if missing:
         details.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
     if unexpected:

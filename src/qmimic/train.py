@@ -44,9 +44,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data.datamodule)
+    datamodule.prepare_data()  # fail on a missing dataset before anything is written
     if datamodule.num_classes != cfg.data.num_classes:
-        raise UserError(f"data.num_classes={cfg.data.num_classes} but the dataset has "
-                        f"{datamodule.num_classes} classes including background; fix the config")
+        raise UserError(
+            f"data.num_classes={cfg.data.num_classes} but the dataset has "
+            f"{datamodule.num_classes} classes including background; fix the config"
+        )
     module = instantiate(cfg.module, net=instantiate(cfg.model))
     resume_from = _check_resume(cfg.get("ckpt_path"), module)
 
@@ -58,8 +61,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
     )
     parameters = count_parameters(module.net)
-    print(f"model: {cfg.model.arch} {cfg.model.framework} width={cfg.model.width} "
-          f"parameters={parameters:,}", flush=True)
+    print(
+        f"model: {cfg.model.arch} {cfg.model.framework} width={cfg.model.width} "
+        f"parameters={parameters:,}",
+        flush=True,
+    )
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = trainer.test(module, datamodule=datamodule)[0] if cfg.get("test", True) else {}

@@ -69,7 +69,9 @@ def _polygon(shape: str, cx: float, cy: float, size: float, angle: float) -> lis
     elif shape == "diamond":
         corners = [(0, -r), (0.6 * r, 0), (0, r), (-0.6 * r, 0)]
     elif shape == "triangle":
-        corners = [(r * math.cos(a), r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+        corners = [
+            (r * math.cos(a), r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+        ]
     elif shape == "cross":
         a, b = r, r / 3
         corners = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a),
@@ -80,7 +82,9 @@ def _polygon(shape: str, cx: float, cy: float, size: float, angle: float) -> lis
     return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in corners]
 
 
-def _shape_mask(shape: str, size: int, cx: float, cy: float, extent: float, angle: float) -> np.ndarray:
+def _shape_mask(
+    shape: str, size: int, cx: float, cy: float, extent: float, angle: float
+) -> np.ndarray:
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
     r = extent / 2
@@ -136,7 +140,9 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     for _ in range(rng.integers(3, 9)):
         xy = tuple(rng.uniform(0, size, size=4))
-        draw.line(xy, fill=tuple(int(c) for c in rng.uniform(0, 255, 3)), width=int(rng.integers(1, 3)))
+        draw.line(
+            xy, fill=tuple(int(c) for c in rng.uniform(0, 255, 3)), width=int(rng.integers(1, 3))
+        )
     image = np.asarray(canvas, dtype=np.float32)
     return image + rng.normal(0, 6, size=image.shape)
 
@@ -152,8 +158,15 @@ class _Placed:
     extent: float
 
 
-def _place(spec: ShapesSpec, rng: np.random.Generator, shape: str, texture: str, image: np.ndarray,
-           owner: np.ndarray, index: int) -> _Placed:
+def _place(
+    spec: ShapesSpec,
+    rng: np.random.Generator,
+    shape: str,
+    texture: str,
+    image: np.ndarray,
+    owner: np.ndarray,
+    index: int,
+) -> _Placed:
     size = spec.image_size
     extent = _log_uniform(rng, spec.min_object_size, spec.max_object_size)
     cx, cy = rng.uniform(extent * 0.3, size - extent * 0.3, size=2)
@@ -170,8 +183,10 @@ def render_image(spec: ShapesSpec, rng: np.random.Generator) -> tuple[np.ndarray
     size = spec.image_size
     image = _background(size, rng)
     owner = np.full((size, size), -1, dtype=np.int32)
-    kinds = [(str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)))
-             for _ in range(rng.integers(*spec.objects_per_image, endpoint=True))]
+    kinds = [
+        (str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)))
+        for _ in range(rng.integers(*spec.objects_per_image, endpoint=True))
+    ]
     for _ in range(rng.integers(*spec.distractors_per_image, endpoint=True)):
         if rng.random() < 0.5:
             kinds.append((str(rng.choice(SHAPES)), str(rng.choice(DISTRACTOR_TEXTURES))))
@@ -240,7 +255,9 @@ def _write_tree(spec: ShapesSpec, root: Path) -> None:
     progress.close()
     ids["trainval"] = ids["train"] + ids["val"]
     for split, names in ids.items():
-        (year_dir / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        (year_dir / "ImageSets" / "Main" / f"{split}.txt").write_text(
+            "".join(f"{n}\n" for n in names)
+        )
     (root / "shapes.json").write_text(json.dumps({**asdict(spec), "classes": SHAPES_CLASSES}))
 
 
@@ -260,7 +277,7 @@ def ensure_shapes(cache_dir: str | Path, spec: ShapesSpec) -> Path:
     except OSError as exc:
         raise UserError(
             f"cannot write the built-in shapes dataset to {cache_dir}: {exc.strerror or exc}\n"
-            "Set data.cache_dir to a writable folder (or the QMIMIC_CACHE environment variable)."
+            "Set data.root to a writable folder (or the QMIMIC_CACHE environment variable)."
         ) from None
     try:
         _write_tree(spec, staging)

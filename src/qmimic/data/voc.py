@@ -40,7 +40,7 @@ def voc_year_dir(root: str | Path, year: str | int) -> Path:
 
 
 def read_image_set(root: str | Path, year: str | int, image_set: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/<image_set>.txt``; raises :class:`UserError` if absent."""
+    """Image ids listed in ``ImageSets/Main/<image_set>.txt``; :class:`UserError` if absent."""
     path = voc_year_dir(root, year) / "ImageSets" / "Main" / f"{image_set}.txt"
     if not path.is_file():
         raise UserError(

@@ -6,8 +6,8 @@ VOC-style detectors, including the Quantization Mimic paper, come from the PASCA
 (``voc_eval.py`` of py-faster-rcnn, itself a port of the VOC07 MATLAB devkit), which differs in
 every detail that matters: ``difficult`` objects, one IoU threshold with a strict ``>``, the +1
 pixel convention for widths and areas, and 11-point or envelope-area interpolation. This module
-reproduces that protocol, vectorised so that a VOC07-test-sized evaluation takes about a second
-on a CPU.
+reproduces that protocol, vectorised: a VOC07-test-sized evaluation (4952 images, 100
+detections each) takes well under a second of CPU time, update included.
 
 Matching (per class, the devkit's greedy procedure): detections of the class over all images are
 visited by descending score; each takes the ground truth of the same class and image with the
@@ -28,7 +28,9 @@ devkit's ``np.argsort(-confidence)`` leaves that order unspecified.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -37,13 +39,18 @@ from torchmetrics.utilities import dim_zero_cat
 
 __all__ = ["VOCMeanAP"]
 
-# Pairs (detection, candidate ground truth) whose IoU is evaluated at once; bounds peak memory
-# to a few hundred MB whatever the number of boxes per image.
-_MAX_PAIRS = 1 << 22
+# Pairs (detection, candidate ground truth) whose IoU is evaluated at once: bounds peak memory
+# to about 100 MB whatever the number of boxes per image (crowded WIDER FACE images give tens
+# of millions of pairs). Measured on CPU: near the fastest both with idle cores (smaller chunks
+# stay in cache) and with busy ones (fewer, larger parallel kernels wait less for a core).
+_MAX_PAIRS = 1 << 20
 
 # Labels are stored in the metric's float dtype (see VOCMeanAP); float32 holds integers exactly
 # up to 2**24.
 _MAX_LABEL = 1 << 24
+
+# Label ranges up to this size map to class indices by an offset instead of torch.unique.
+_DENSE_LABEL_SPAN = 1 << 16
 
 # Recall levels of the VOC07 11-point rule, as voc_eval.py builds them with
 # np.arange(0.0, 1.1, 0.1): k * 0.1 in float64, so that 0.3 is 0.30000000000000004 and a recall
@@ -68,12 +75,13 @@ def pair_iou(a: Tensor, b: Tensor) -> Tensor:
         order (area of ``a`` + area of ``b`` - intersection) so that boundary cases such as an
         overlap of exactly 0.5 compare the same way.
     """
-    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0]) + 1.0).clamp(min=0.0)
-    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1]) + 1.0).clamp(min=0.0)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
-    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
-    union = area_a + area_b - inter
+    # Columns (x, y) handled together: fewer kernel launches, same arithmetic per element.
+    extent = torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2]) + 1.0
+    extent = extent.clamp(min=0.0)
+    inter = extent[:, 0] * extent[:, 1]
+    size_a = a[:, 2:] - a[:, :2] + 1.0
+    size_b = b[:, 2:] - b[:, :2] + 1.0
+    union = size_a[:, 0] * size_a[:, 1] + size_b[:, 0] * size_b[:, 1] - inter
     # inter > 0 implies both boxes have positive extent, hence union > 0; the other branch
     # avoids 0/0 for degenerate boxes.
     return torch.where(inter > 0, inter / union, torch.zeros_like(inter))
@@ -116,28 +124,40 @@ def best_overlaps(
     sorted_group = gt_group[gt_order]
     lo = torch.searchsorted(sorted_group, det_group, side="left")
     n_cand = torch.searchsorted(sorted_group, det_group, side="right") - lo
+    # Most detections have no candidate (wrong class for the image): skip them early.
+    active = torch.nonzero(n_cand > 0).flatten()
+    if active.numel() == 0:
+        return best_iou, best_idx
+    lo, n_cand = lo[active], n_cand[active]
+    act_boxes, gt64 = det_boxes[active].double(), gt_boxes.double()
+
     ends = torch.cumsum(n_cand, 0)
     total = int(ends[-1])
-    if total == 0:
-        return best_iou, best_idx
-
-    det64, gt64 = det_boxes.double(), gt_boxes.double()
-    marks = torch.arange(max_pairs, total, max_pairs, device=device)
+    n_marks = (total - 1) // max_pairs
+    marks = torch.arange(1, n_marks + 1, device=device) * max_pairs
     cuts = torch.searchsorted(ends, marks, side="right").tolist()
-    bounds = sorted({0, *cuts, n_det})
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        iou, idx = _best_in_chunk(
-            det64[start:stop], lo[start:stop], n_cand[start:stop], gt64, gt_order
+    bounds = sorted({0, *cuts, active.numel()})
+    for start, stop in itertools.pairwise(bounds):
+        iou, pos = _best_in_chunk(
+            act_boxes[start:stop], lo[start:stop], n_cand[start:stop], gt64, gt_order
         )
-        best_iou[start:stop] = iou
-        best_idx[start:stop] = idx
+        best_iou[active[start:stop]] = iou
+        best_idx[active[start:stop]] = gt_order[pos]
     return best_iou, best_idx
 
 
 def _best_in_chunk(
     det_boxes: Tensor, lo: Tensor, n_cand: Tensor, gt_boxes: Tensor, gt_order: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """``best_overlaps`` for one chunk of detections (float64 boxes)."""
+    """Best IoU and its sorted ground-truth position for detections with >= 1 candidate.
+
+    Args:
+        det_boxes: float64 [d, 4].
+        lo: int64 [d] first candidate's position in ``gt_order``.
+        n_cand: int64 [d] number of candidates (all > 0).
+        gt_boxes: float64 [G, 4] all ground truths.
+        gt_order: int64 [G] ground truths sorted by group.
+    """
     n_det = det_boxes.shape[0]
     device = det_boxes.device
     n_pairs = int(n_cand.sum())
@@ -152,10 +172,7 @@ def _best_in_chunk(
     sentinel = gt_order.shape[0]
     cand = torch.where(iou == best[owner], pos, torch.full_like(pos, sentinel))
     first = torch.full((n_det,), sentinel, dtype=pos.dtype, device=device)
-    first = first.scatter_reduce(0, owner, cand, reduce="amin")
-    has = n_cand > 0
-    idx = torch.where(has, gt_order[first.clamp(max=sentinel - 1)], torch.full_like(first, -1))
-    return torch.where(has, best, torch.full_like(best, -1.0)), idx
+    return best, first.scatter_reduce(0, owner, cand, reduce="amin")
 
 
 def count_values(values: Tensor, n: int) -> Tensor:
@@ -258,7 +275,8 @@ class VOCMeanAP(Metric):
     where ``classes`` are the sorted labels having at least one non-difficult ground truth and
     ``map`` is the mean of ``ap_per_class`` (0 when there is no such class). A class with ground
     truth but no detection has AP 0; classes with only difficult objects or only detections are
-    left out. As for any torchmetrics output, one-element tensors come back squeezed to 0-d.
+    left out. ``classes`` and ``ap_per_class`` stay 1-D even with a single class (torchmetrics
+    would otherwise squeeze one-element outputs to 0-d).
 
     States are flat 1-D tensors of the metric's float dtype, concatenated across processes
     (``dist_reduce_fx="cat"``); per-image box counts travel with them so that the image of each
@@ -327,6 +345,18 @@ class VOCMeanAP(Metric):
                 raise ValueError(f"labels must lie in (-2**24, 2**24) (state {name})")
             getattr(self, name).append(values)
 
+    def _wrap_compute(self, compute: Callable) -> Callable:
+        """torchmetrics' wrapper (sync, caching) plus undoing its squeeze of per-class outputs."""
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def keep_per_class_1d(*args, **kwargs) -> dict[str, Tensor]:
+            out = wrapped(*args, **kwargs)
+            per_class = ("classes", "ap_per_class")
+            return {k: v.reshape(-1) if k in per_class else v for k, v in out.items()}
+
+        return keep_per_class_1d
+
     def _to_state(self, parts: list[Tensor]) -> Tensor:
         """Concatenate per-image pieces into one flat tensor of the state dtype and device."""
         flat = [p.detach().to(device=self.device, dtype=self.dtype) for p in parts]
@@ -351,32 +381,31 @@ class VOCMeanAP(Metric):
         gt_difficult = self._state("gt_difficult") != 0
         gt_img = image_ids(self._state("gt_counts"))
 
-        labels, inverse = torch.unique(torch.cat([gt_labels, det_labels]), return_inverse=True)
+        labels, gt_cls, det_cls = _dense_classes(gt_labels, det_labels)
         n_cls = labels.numel()
-        gt_cls, det_cls = inverse[: gt_labels.numel()], inverse[gt_labels.numel() :]
 
         # Group = (image, class): a detection is only compared with its own class and image.
         best_iou, best_gt = best_overlaps(
             det_boxes, det_img * n_cls + det_cls, gt_boxes, gt_img * n_cls + gt_cls
         )
-        order = _class_then_score_order(det_cls, det_scores)
+        order, sorted_cls = _class_then_score_order(det_cls, det_scores)
         tp, fp = _tp_fp(best_iou[order], best_gt[order], gt_difficult, self.iou_threshold)
 
         npos = count_values(gt_cls[~gt_difficult], n_cls)
-        per_cls = count_values(det_cls, n_cls)
-        first = (torch.cumsum(per_cls, 0) - per_cls).tolist()
+        bounds = torch.searchsorted(sorted_cls, torch.arange(n_cls + 1, device=sorted_cls.device))
+        bounds, npos_list = bounds.tolist(), npos.tolist()
+        kept = [k for k in range(n_cls) if npos_list[k] > 0]
         aps = []
-        kept = torch.nonzero(npos > 0).flatten().tolist()
-        npos_list, per_cls_list = npos.tolist(), per_cls.tolist()
         for k in kept:
-            seg = slice(first[k], first[k] + per_cls_list[k])
+            seg = slice(bounds[k], bounds[k + 1])
             aps.append(self._class_ap(tp[seg], fp[seg], npos_list[k]))
 
         device = det_scores.device
         ap = torch.stack(aps) if aps else torch.zeros(0, dtype=torch.float64, device=device)
         out_dtype = torch.get_default_dtype()
+        mean_ap = ap.mean() if aps else ap.new_zeros(())
         return {
-            "map": ap.mean().to(out_dtype) if aps else torch.zeros((), dtype=out_dtype, device=device),
+            "map": mean_ap.to(out_dtype),
             "classes": labels[kept].long(),
             "ap_per_class": ap.to(out_dtype),
         }
@@ -391,14 +420,38 @@ class VOCMeanAP(Metric):
         return voc07_ap(rec, prec) if self.use_07_metric else envelope_ap(rec, prec)
 
 
-def _class_then_score_order(det_cls: Tensor, scores: Tensor) -> Tensor:
+def _dense_classes(gt_labels: Tensor, det_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Map labels to dense class indices.
+
+    Returns:
+        ``(values, gt_cls, det_cls)``: int64 [K] label of each class index, and the class index
+        of every ground truth and detection. Small label ranges (the usual case) are offset
+        rather than passed through ``torch.unique``, which costs a sort of every detection.
+    """
+    both = torch.cat([gt_labels, det_labels])
+    if both.numel() == 0:
+        return both, gt_labels, det_labels
+    lo, hi = int(both.min()), int(both.max())
+    if hi - lo < _DENSE_LABEL_SPAN:
+        values = torch.arange(lo, hi + 1, device=both.device)
+        return values, gt_labels - lo, det_labels - lo
+    values, inverse = torch.unique(both, return_inverse=True)
+    return values, inverse[: gt_labels.numel()], inverse[gt_labels.numel() :]
+
+
+def _class_then_score_order(det_cls: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     """Permutation grouping detections by class, each group by descending score.
 
     Both sorts are stable: equal scores keep their accumulation order.
+
+    Returns:
+        ``(order, sorted_cls)``: int64 [D] permutation and the (ascending) class of each
+        detection in that order.
     """
     by_score = torch.argsort(scores, descending=True, stable=True)
-    by_class = torch.argsort(det_cls[by_score], stable=True)
-    return by_score[by_class]
+    cls_by_score = det_cls[by_score]
+    by_class = torch.argsort(cls_by_score, stable=True)
+    return by_score[by_class], cls_by_score[by_class]
 
 
 def _tp_fp(
@@ -408,19 +461,21 @@ def _tp_fp(
 
     A detection matched to a difficult ground truth is neither. Among detections whose best
     match is the same eligible ground truth, only the first in order is a true positive; the
-    devkit's ``det`` flags reach the same result one detection at a time.
+    devkit's ``det`` flags reach the same result one detection at a time. Only the (few)
+    matched detections are handled individually; all others are false positives.
     """
-    matched = best_iou > iou_threshold
-    difficult = torch.zeros_like(matched)
-    difficult[matched] = gt_difficult[best_gt[matched]]
-    candidate = matched & ~difficult
-
     n = best_gt.numel()
-    position = torch.arange(n, device=best_gt.device)
-    sentinel = gt_difficult.numel()  # one slot for the non-candidates
-    key = torch.where(candidate, best_gt, torch.full_like(best_gt, sentinel))
-    first = torch.full((sentinel + 1,), n, dtype=torch.long, device=best_gt.device)
-    first = first.scatter_reduce(0, key, position, reduce="amin")
-    tp = candidate & (first[key] == position)
-    fp = ~matched | (candidate & ~tp)
+    hit = torch.nonzero(best_iou > iou_threshold).flatten()  # ascending, i.e. in score order
+    hit_gt = best_gt[hit]
+    difficult = gt_difficult[hit_gt]
+    cand, cand_gt = hit[~difficult], hit_gt[~difficult]
+    first = torch.full((gt_difficult.numel(),), n, dtype=torch.long, device=best_gt.device)
+    first = first.scatter_reduce(0, cand_gt, cand, reduce="amin")
+    taking = cand[first[cand_gt] == cand]
+
+    tp = torch.zeros(n, dtype=torch.bool, device=best_gt.device)
+    tp[taking] = True
+    fp = torch.ones(n, dtype=torch.bool, device=best_gt.device)
+    fp[hit[difficult]] = False
+    fp[taking] = False
     return tp, fp

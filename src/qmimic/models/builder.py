@@ -77,10 +77,15 @@ def build_detector(
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
     if num_classes < 2:
-        raise ValueError(f"num_classes counts the background, so it must be >= 2, got {num_classes}")
+        raise ValueError(
+            f"num_classes counts the background, so it must be >= 2, got {num_classes}"
+        )
     min_sizes = (min_size,) if isinstance(min_size, int) else tuple(min_size)
     transform = GeneralizedRCNNTransform(
-        min_size=min_sizes, max_size=max_size, image_mean=list(image_mean), image_std=list(image_std)
+        min_size=min_sizes,
+        max_size=max_size,
+        image_mean=list(image_mean),
+        image_std=list(image_std),
     )
     trunk = ResNet18Trunk(width)
     anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))

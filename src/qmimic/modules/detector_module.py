@@ -22,7 +22,7 @@ def training_targets(targets: list[dict]) -> Targets:
 
 
 class DetectorModule(L.LightningModule):
-    """Detection losses for training, COCO mAP for validation and test.
+    """Detection losses for training; VOC07 mAP and COCO mAP for validation and test.
 
     Args:
         net: the detector (see :class:`~qmimic.models.detector.TwoStageDetector`).
@@ -40,10 +40,15 @@ class DetectorModule(L.LightningModule):
         metric_backend: str = "faster_coco_eval",
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # Factories and the network stay out of hparams: checkpoints must load with
+        # weights_only=True; the full config travels as checkpoint["qmimic_config"].
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.val_metrics = build_detection_metrics(metric_backend)
         self.test_metrics = build_detection_metrics(metric_backend)
+        self.test_results: dict[str, Tensor] = {}
 
     def forward(self, images: list[Tensor]) -> Targets:
         return self.net.predict(images)
@@ -73,9 +78,12 @@ class DetectorModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics)
 
     def _log_metrics(self, metrics, stage: str) -> None:
-        values = scalar_metrics(metrics.compute(), stage)
-        headline = f"{stage}/map_50"
-        self.log(headline, values.pop(headline), prog_bar=True)
+        computed = metrics.compute()
+        if stage == "test":  # kept whole (per-class APs included) for reports
+            self.test_results = {k: v.detach().cpu() for k, v in computed.items()}
+        values = scalar_metrics(computed, stage)
+        headlines = {k: values.pop(k) for k in (f"{stage}/map_50", f"{stage}/voc07_map")}
+        self.log_dict(headlines, prog_bar=True)
         self.log_dict(values)
         metrics.reset()
 
@@ -90,10 +98,13 @@ class DetectorModule(L.LightningModule):
         return (p for p in self.parameters() if p.requires_grad)
 
     def configure_optimizers(self) -> dict:
-        optimizer = self.hparams.optimizer(self.trainable_parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(
+        scheduler = self.scheduler_factory(
             optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -22,8 +22,9 @@ def warmup_cosine(
         optimizer,
         [
             LinearLR(optimizer, start_factor=warmup_factor, total_iters=warmup_steps),
-            CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps),
-                              eta_min=base_lr * min_factor),
+            CosineAnnealingLR(
+                optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=base_lr * min_factor
+            ),
         ],
         milestones=[warmup_steps],
     )

@@ -1,0 +1,48 @@
+# qmimic developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export]'
+	@touch $(STAMP)
+
+.PHONY: setup
+setup: $(STAMP) ## create .venv and install qmimic with pinned torch/torchvision (no-op when up to date)
+
+.PHONY: demo
+demo: setup ## train the default teacher on the built-in shapes data and print its test mAP
+	$(BIN)/python -m qmimic.train $(ARGS)
+
+.PHONY: test
+test: setup ## run the default test suite (unit, config and smoke tests; < 10 min on 2 cores)
+	$(BIN)/python -m pytest $(ARGS)
+
+.PHONY: test-slow
+test-slow: setup ## run the slow tests too
+	$(BIN)/python -m pytest -m "not gpu" $(ARGS)
+
+.PHONY: lint
+lint: setup ## ruff checks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+.PHONY: format
+format: setup ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+.PHONY: clean
+clean: ## remove run outputs and caches (keeps .venv and generated datasets)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

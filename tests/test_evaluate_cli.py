@@ -1,0 +1,49 @@
+"""``python -m qmimic.evaluate`` on a checkpoint written by a tiny training run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import tiny_overrides
+
+
+def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_path: Path):
+    trained = run(
+        "qmimic.train",
+        *tiny_overrides(shapes_cache, tmp_path / "train"),
+        "+experiment=scratch_shapes",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "test=false",
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (ckpt,) = (tmp_path / "train").rglob("last.ckpt")
+    result = run(
+        "qmimic.evaluate", f"ckpt={ckpt}", f"paths.log_dir={tmp_path / 'eval'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (results_file,) = (tmp_path / "eval").rglob("results.json")
+    results = json.loads(results_file.read_text())
+    assert 0.0 <= results["test/voc07_map"] <= 1.0 and 0.0 <= results["test/map"] <= 1.0
+    table = (results_file.parent / "per_class_ap.md").read_text()
+    assert table.startswith("| class | AP (VOC07, IoU 0.5) |") and "**mean**" in table
+
+
+def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path):
+    result = run("qmimic.evaluate", "ckpt=/nope.ckpt", f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "checkpoint not found: /nope.ckpt" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,115 @@
+"""``python -m qmimic.train`` as a user runs it: a subprocess, its exit code and its files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import tiny_overrides
+
+
+def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qmimic.train", *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def single_run_dir(log_dir: Path) -> Path:
+    (run_dir,) = [p.parent for p in log_dir.rglob("config.yaml") if p.parent.name != ".hydra"]
+    return run_dir
+
+
+def test_fast_dev_run_writes_results(shapes_cache: Path, tmp_path: Path):
+    result = run_train(
+        *tiny_overrides(shapes_cache, tmp_path),
+        "trainer.fast_dev_run=true",
+        "+experiment=scratch_shapes",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = single_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for key in ("test/map_50", "test/map", "test/voc07_map"):
+        assert isinstance(results[key], float) and 0.0 <= results[key] <= 1.0
+    assert results["experiment"] == "scratch_shapes"
+    assert results["seed"] == 0 and results["parameters"] > 0 and results["wall_time_s"] > 0
+    assert "test/map_50" in result.stdout
+
+
+def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path):
+    base = [
+        *tiny_overrides(shapes_cache, tmp_path),
+        "+experiment=scratch_shapes",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+    ]
+    first = run_train(*base, "trainer.max_epochs=1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = single_run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["qmimic_config"]["model"]["width"] == 0.0625
+    resumed = run_train(
+        *base,
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+        "paths.log_dir=" + str(tmp_path / "resumed"),
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = single_run_dir(tmp_path / "resumed") / "checkpoints" / "last.ckpt"
+    assert torch.load(again, map_location="cpu", weights_only=False)["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["ckpt_path=/does/not/exist.ckpt"], "checkpoint not found: /does/not/exist.ckpt"),
+        (["data=voc", "data.root=/does/not/exist"], "dataset root not found: /does/not/exist"),
+        (["data.root=/dev/null/cache"], "cannot write the built-in shapes dataset to /dev/null"),
+    ],
+)
+def test_bad_input_is_one_clear_message(shapes_cache, tmp_path, overrides, expected):
+    base = tiny_overrides(shapes_cache, tmp_path) if "data=voc" not in overrides else []
+    result = run_train(*base, *overrides, f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_config_choice_is_reported_without_traceback(tmp_path: Path):
+    result = run_train("data=nosuchdata", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "nosuchdata" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_another_architecture_is_refused(shapes_cache: Path, tmp_path: Path):
+    base = [
+        *tiny_overrides(shapes_cache, tmp_path),
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.max_epochs=1",
+        "test=false",
+    ]
+    assert run_train(*base, "+experiment=scratch_shapes", cwd=tmp_path).returncode == 0
+    last = single_run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    result = run_train(
+        *base,
+        "+experiment=teacher_shapes",
+        f"ckpt_path={last}",
+        "paths.log_dir=" + str(tmp_path / "other"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "does not match the configured model" in result.stderr
+    assert "Traceback" not in result.stderr
