@@ -4,15 +4,18 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 from helpers import compose_train_config
-from qmimic.train import CONFIG_DIR
+from qmimic.quant import feature_quantizers
+from qmimic.train import CONFIG_DIR, build_net, missing_keys
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 
 def test_there_are_experiments():
-    assert {"teacher_shapes", "scratch_shapes"} <= set(EXPERIMENTS)
+    stages = {"teacher", "qteacher", "scratch", "quant", "mimic", "qmimic"}
+    assert {f"{stage}_shapes" for stage in stages} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -20,8 +23,18 @@ def test_experiment_composes_and_builds(experiment: str, tmp_path: Path):
     cfg = compose_train_config([f"+experiment={experiment}"], tmp_path)
     assert cfg.task_name == experiment
     assert cfg.model.num_classes == cfg.data.num_classes
-    module = instantiate(cfg.module, net=instantiate(cfg.model))
-    assert module.net.feature_channels >= 1
+    stage_inputs = set(missing_keys(cfg))
+    # Only the previous stage's checkpoint may be left for the user to give.
+    assert stage_inputs <= {"init_ckpt", "teacher_ckpt"}
+    with open_dict(cfg):
+        cfg.init_ckpt = None  # weights are not needed to check the architecture
+    net, plan = build_net(cfg)
+    assert net.feature_channels >= 1
+    if cfg.quant:
+        assert plan is not None and len(feature_quantizers(net)) >= 1
+    if "teacher_ckpt" not in stage_inputs:
+        module = instantiate(cfg.module, net=net)
+        assert module.net is net
     trainer = instantiate(
         cfg.trainer,
         callbacks=[instantiate(c) for c in cfg.callbacks.values()],

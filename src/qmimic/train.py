@@ -19,7 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from qmimic.callbacks import ConfigInCheckpoint
 from qmimic.checkpoints import check_matches, load_checkpoint
 from qmimic.errors import UserError, exit_on_user_error
-from qmimic.models import count_parameters
+from qmimic.models import TwoStageDetector, count_parameters
+from qmimic.modules.teacher import net_state
+from qmimic.quant import QuantizationPlan, feature_quantizers
+from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.results import format_metrics, write_json
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -28,6 +31,52 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 def _experiment_name() -> str:
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     return str(choices.get("experiment") or "default")
+
+
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???``, found without resolving interpolations."""
+    missing = []
+    for key in cfg:
+        if OmegaConf.is_missing(cfg, key):
+            missing.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(cfg, key) and OmegaConf.is_dict(cfg._get_node(key)):
+            missing += missing_keys(cfg._get_node(key), f"{prefix}{key}.")
+    return missing
+
+
+def _check_complete(cfg: DictConfig) -> None:
+    missing = missing_keys(cfg)
+    if missing:
+        raise UserError(
+            f"the config leaves {', '.join(missing)} unset; pass "
+            + " ".join(f"{key}=..." for key in missing)
+            + " (e.g. the path of the previous stage's checkpoint)"
+        )
+
+
+def build_net(cfg: DictConfig) -> tuple[TwoStageDetector, QuantizationPlan | None]:
+    """The configured detector: weights from ``init_ckpt`` if set, then the ``quant`` plan."""
+    net = instantiate(cfg.model)
+    if cfg.get("init_ckpt"):
+        state = net_state(load_checkpoint(cfg.init_ckpt))
+        check_matches(state, net, cfg.init_ckpt)
+        net.load_state_dict(state)
+    plan = instantiate(cfg.quant) if cfg.get("quant") else None
+    if plan is not None:
+        placed = plan.apply(net)
+        print(f"quantizers on: {', '.join(placed)}", flush=True)
+    return net, plan
+
+
+def _float_baseline(trainer: L.Trainer, module: L.LightningModule, datamodule) -> dict:
+    """Test metrics with every quantizer switched off: the model before quantization."""
+    quantizers = feature_quantizers(module.net)
+    for q in quantizers:
+        q.enabled = False
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    for q in quantizers:
+        q.enabled = True
+    return {f"float/{k}": float(v) for k, v in metrics.items()}
 
 
 def _check_resume(ckpt_path: str | None, module: L.LightningModule) -> str | None:
@@ -41,6 +90,7 @@ def _check_resume(ckpt_path: str | None, module: L.LightningModule) -> str | Non
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test the configured model; returns what it writes to ``results.json``."""
     started = time.perf_counter()
+    _check_complete(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data.datamodule)
@@ -50,12 +100,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"data.num_classes={cfg.data.num_classes} but the dataset has "
             f"{datamodule.num_classes} classes including background; fix the config"
         )
-    module = instantiate(cfg.module, net=instantiate(cfg.model))
+    net, plan = build_net(cfg)
+    module = instantiate(cfg.module, net=net)
     resume_from = _check_resume(cfg.get("ckpt_path"), module)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     OmegaConf.save(OmegaConf.create(resolved), output_dir / "config.yaml")
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    if plan is not None and plan.calibration_batches > 0:
+        callbacks.append(CalibrateQuantizers(plan.calibration_batches))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
@@ -67,6 +120,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         flush=True,
     )
 
+    before = {}
+    if plan is not None and cfg.get("init_ckpt") and resume_from is None and cfg.get("test", True):
+        before = _float_baseline(trainer, module, datamodule)  # stage 2: mAP before quantization
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = trainer.test(module, datamodule=datamodule)[0] if cfg.get("test", True) else {}
     results = {
@@ -78,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "output_dir": str(output_dir),
+        **before,
         **{k: float(v) for k, v in metrics.items()},
     }
     write_json(output_dir / "results.json", results)

@@ -10,7 +10,12 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from qmimic.models.detector import Targets, TwoStageDetector
-from qmimic.modules.evaluation import build_detection_metrics, metric_targets, scalar_metrics
+from qmimic.modules.evaluation import (
+    HEADLINES,
+    DetectionMetrics,
+    metric_targets,
+    scalar_metrics,
+)
 
 OptimizerFactory = Callable[[Iterator[torch.nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -29,6 +34,8 @@ class DetectorModule(L.LightningModule):
         optimizer: ``_partial_`` factory taking the parameters.
         scheduler: optional ``_partial_`` factory taking the optimizer and ``total_steps``; it is
             stepped every optimizer step.
+        eval_protocol: ``"voc"`` (VOC07 mAP) or ``"wider"`` (WIDER FACE easy/medium/hard AP),
+            logged beside torchmetrics' COCO mAP.
         metric_backend: torchmetrics ``MeanAveragePrecision`` backend.
     """
 
@@ -37,6 +44,7 @@ class DetectorModule(L.LightningModule):
         net: TwoStageDetector,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
+        eval_protocol: str = "voc",
         metric_backend: str = "faster_coco_eval",
     ):
         super().__init__()
@@ -46,8 +54,9 @@ class DetectorModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.val_metrics = build_detection_metrics(metric_backend)
-        self.test_metrics = build_detection_metrics(metric_backend)
+        self.headlines = HEADLINES[eval_protocol]
+        self.val_metrics = DetectionMetrics(eval_protocol, metric_backend)
+        self.test_metrics = DetectionMetrics(eval_protocol, metric_backend)
         self.test_results: dict[str, Tensor] = {}
 
     def forward(self, images: list[Tensor]) -> Targets:
@@ -82,7 +91,7 @@ class DetectorModule(L.LightningModule):
         if stage == "test":  # kept whole (per-class APs included) for reports
             self.test_results = {k: v.detach().cpu() for k, v in computed.items()}
         values = scalar_metrics(computed, stage)
-        headlines = {k: values.pop(k) for k in (f"{stage}/map_50", f"{stage}/voc07_map")}
+        headlines = {f"{stage}/{k}": values.pop(f"{stage}/{k}") for k in self.headlines}
         self.log_dict(headlines, prog_bar=True)
         self.log_dict(values)
         metrics.reset()

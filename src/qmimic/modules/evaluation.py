@@ -5,30 +5,52 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch import Tensor
-from torchmetrics import MetricCollection
+from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from qmimic.metrics import VOCMeanAP
+from qmimic.metrics import VOCMeanAP, WiderFaceAP
 
 # The COCO backend logs a summary table at INFO level on every compute; our own logging says
 # what matters, so keep it to warnings.
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
 
-def build_detection_metrics(backend: str = "faster_coco_eval") -> MetricCollection:
-    """COCO-style mAP (``map``, ``map_50``, ...) from torchmetrics and the PASCAL VOC07
-    11-point mAP (``voc07_map``), over boxes in xyxy pixels.
+PROTOCOLS = ("voc", "wider")
+HEADLINES = {"voc": ("map_50", "voc07_map"), "wider": ("map_50", "wider_hard")}
 
-    ``faster_coco_eval`` is the default backend: on a VOC07-test-sized case it computed the same
-    COCO numbers about 4x faster than ``pycocotools`` (``benchmarks/eval_speed.py``).
+
+class DetectionMetrics(nn.Module):
+    """COCO-style mAP from torchmetrics for every dataset, plus the dataset's official protocol.
+
+    ``compute()`` returns torchmetrics' COCO keys unchanged (``map``, ``map_50``, ...) and the
+    official metric's keys with its prefix: ``voc07_map``, ``voc07_classes``,
+    ``voc07_ap_per_class`` for ``protocol="voc"``; ``wider_easy``, ``wider_medium``,
+    ``wider_hard`` for ``protocol="wider"``. (A ``MetricCollection`` would prefix keys only when
+    two metrics share a name, which makes the names depend on the protocol.)
+
+    ``faster_coco_eval`` is the default COCO backend: on a VOC07-test-sized case it computed the
+    same numbers about 4x faster than ``pycocotools`` (``benchmarks/eval_speed.py``).
     """
-    return MetricCollection(
-        {
-            "coco": MeanAveragePrecision(box_format="xyxy", backend=backend),
-            "voc07": VOCMeanAP(use_07_metric=True),
-        }
-    )
+
+    def __init__(self, protocol: str = "voc", backend: str = "faster_coco_eval"):
+        super().__init__()
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown evaluation protocol {protocol!r}; choose from {PROTOCOLS}")
+        self.coco = MeanAveragePrecision(box_format="xyxy", backend=backend)
+        self.prefix = "voc07" if protocol == "voc" else "wider"
+        self.official = VOCMeanAP(use_07_metric=True) if protocol == "voc" else WiderFaceAP()
+
+    def update(self, predictions: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]):
+        self.coco.update(predictions, targets)
+        self.official.update(predictions, targets)
+
+    def compute(self) -> dict[str, Tensor]:
+        official = {f"{self.prefix}_{k}": v for k, v in self.official.compute().items()}
+        return {**self.coco.compute(), **official}
+
+    def reset(self) -> None:
+        self.coco.reset()
+        self.official.reset()
 
 
 def metric_targets(targets: list[dict]) -> list[dict[str, Tensor]]:
@@ -40,6 +62,7 @@ def metric_targets(targets: list[dict]) -> list[dict[str, Tensor]]:
         difficult = t.get("difficult", torch.zeros(len(t["labels"]), dtype=torch.bool))
         out.append(
             {
+                **{k: t[k] for k in ("easy", "medium", "hard") if k in t},
                 "boxes": t["boxes"],
                 "labels": t["labels"],
                 "difficult": difficult,
@@ -54,9 +77,8 @@ def scalar_metrics(values: dict[str, Tensor], prefix: str) -> dict[str, float]:
     class lists are left out)."""
     flat: dict[str, float] = {}
     for name, value in values.items():
-        key = name.removeprefix("coco_")
-        if key.endswith("_per_class") or key == "classes":
+        if name.endswith("_per_class") or name.endswith("classes"):
             continue
         if isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point():
-            flat[f"{prefix}/{key}"] = float(value)
+            flat[f"{prefix}/{name}"] = float(value)
     return flat

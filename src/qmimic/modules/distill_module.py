@@ -1,0 +1,143 @@
+"""LightningModule for (Quantization) Mimic: a student trained against a frozen teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from qmimic.models.detector import TwoStageDetector
+from qmimic.modules.detector_module import (
+    DetectorModule,
+    OptimizerFactory,
+    SchedulerFactory,
+    training_targets,
+)
+from qmimic.modules.mimic import REGION_READS, mimic_loss, native_crops, read_regions
+from qmimic.modules.teacher import freeze, load_detector
+from qmimic.quant import FeatureQuantizer
+
+REGION_SOURCES = ("student", "teacher", "gt")
+
+
+class DistillModule(DetectorModule):
+    """Detection losses of the student plus ``mimic_weight * L_m`` against a frozen teacher.
+
+    ``L_m = 1/(2N) sum_i || Q(f_t^i) - Q(r(f_s^i)) ||^2`` over N regions, where ``f^i`` are
+    features of region ``i`` read at the same boxes on the teacher's and the student's feature
+    maps, ``r`` is a 1x1 convolution from student to teacher channels and ``Q`` the uniform
+    quantizer with the teacher's step (either side switchable). With both switches off this is
+    the plain mimic of Li et al. The student's own feature map is quantized by whatever
+    quantizer sits in its ``neck`` (the ``quant`` config group).
+
+    The teacher is loaded from ``teacher_ckpt`` (its architecture comes from the config saved in
+    it), frozen (no gradients, eval mode re-asserted every epoch), and deliberately NOT registered
+    as a submodule: it stays out of the optimizer, out of DDP and out of every student checkpoint.
+
+    Args:
+        net: the student detector.
+        teacher_ckpt: checkpoint written by ``qmimic.train`` (stage 1 or stage 2).
+        mimic_weight: ``lambda``.
+        regions: ``"student"`` (the student's RPN proposals), ``"teacher"`` (the teacher's) or
+            ``"gt"`` (ground-truth boxes).
+        regions_per_image: at most this many top-scoring proposals per image are mimicked.
+        region_read: ``"roi_align"`` (fixed ``roi_size`` grid) or ``"native"`` (the feature cells
+            each box covers, no resampling).
+        quantize_teacher, quantize_student: apply ``Q`` to each side of the mimic loss.
+        mimic_step: step of ``Q``; ``None`` takes the teacher's feature quantizer step (or 1.0
+            for a float teacher).
+        normalize: divide each region's squared error by its element count.
+    """
+
+    def __init__(
+        self,
+        net: TwoStageDetector,
+        teacher_ckpt: str,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        mimic_weight: float = 1.0,
+        regions: str = "student",
+        regions_per_image: int = 64,
+        region_read: str = "roi_align",
+        roi_size: int = 7,
+        quantize_teacher: bool = True,
+        quantize_student: bool = True,
+        mimic_step: float | None = None,
+        normalize: bool = True,
+        eval_protocol: str = "voc",
+        metric_backend: str = "faster_coco_eval",
+    ):
+        if regions not in REGION_SOURCES:
+            raise ValueError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
+        if region_read not in REGION_READS:
+            raise ValueError(f"region_read must be one of {REGION_READS}, got {region_read!r}")
+        super().__init__(net, optimizer, scheduler, eval_protocol, metric_backend)
+        teacher = freeze(load_detector(teacher_ckpt))
+        object.__setattr__(self, "_teacher", teacher)  # unregistered on purpose (see docstring)
+        self.teacher_ckpt = str(Path(teacher_ckpt).expanduser())
+        self.regressor = nn.Conv2d(net.feature_channels, teacher.feature_channels, kernel_size=1)
+        if mimic_step is None:
+            neck = teacher.neck
+            mimic_step = float(neck.step) if isinstance(neck, FeatureQuantizer) else 1.0
+        self.mimic_quantizer = FeatureQuantizer(step=mimic_step)
+        self.mimic_weight = mimic_weight
+        self.regions = regions
+        self.regions_per_image = regions_per_image
+        self.region_read = region_read
+        self.roi_size = roi_size
+        self.quantize_teacher = quantize_teacher
+        self.quantize_student = quantize_student
+        self.normalize = normalize
+
+    @property
+    def teacher(self) -> TwoStageDetector:
+        return self._teacher
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) / .double() reach the unregistered teacher too.
+        super()._apply(fn, *args, **kwargs)
+        self._teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        freeze(self.teacher)  # Lightning puts registered modules in train mode; be explicit
+
+    def _region_boxes(self, batch, proposals, targets, teacher_map) -> list[Tensor]:
+        if self.regions == "gt":
+            return [t["boxes"] for t in targets]
+        if self.regions == "teacher":
+            proposals, _ = self.teacher.proposals(batch, self.teacher.neck(teacher_map))
+        return [p[: self.regions_per_image].detach() for p in proposals]
+
+    def _read(self, features: Tensor, boxes: list[Tensor]) -> Tensor | list[Tensor]:
+        stride = 16
+        if self.region_read == "native":
+            return native_crops(features, boxes, stride=stride)
+        return read_regions(features, boxes, stride=stride, output_size=self.roi_size)
+
+    def _student_side(self, regions: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        def one(x: Tensor) -> Tensor:
+            mapped = self.regressor(x)
+            return self.mimic_quantizer(mapped) if self.quantize_student else mapped
+
+        if isinstance(regions, Tensor):
+            return one(regions)
+        return [one(r[None])[0] for r in regions]
+
+    def detection_losses(self, images: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
+        """Student detection losses and ``loss_mimic`` (already weighted), one shared forward."""
+        batch, resized = self.net.prepare(images, training_targets(targets))
+        student_map = self.net.features(batch)
+        proposals, rpn_losses = self.net.proposals(batch, student_map, resized)
+        losses = rpn_losses | self.net.roi_losses(batch, student_map, proposals, resized)
+        with torch.no_grad():
+            teacher_map = self.teacher.trunk(batch.tensors)
+            boxes = self._region_boxes(batch, proposals, resized, teacher_map)
+            if self.quantize_teacher:
+                teacher_map = self.mimic_quantizer(teacher_map)
+            teacher_regions = self._read(teacher_map, boxes)
+        student_regions = self._student_side(self._read(student_map, boxes))
+        mimic = mimic_loss(teacher_regions, student_regions, normalize=self.normalize)
+        losses["loss_mimic"] = self.mimic_weight * mimic
+        return losses

@@ -1,0 +1,117 @@
+"""Uniform feature quantization with a straight-through gradient (Wei et al., ECCV 2018).
+
+Features after a ReLU are mapped onto the dictionary ``D = {0, s, 2s, ...}``: a value goes to the
+nearest level, and a value exactly half-way goes to the lower one, as in the paper's definition
+``Q(f) = beta  if (alpha + beta) / 2 < f <= (beta + gamma) / 2``. Weights are not quantized.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+GRADIENTS = ("identity", "clipped")
+
+
+class FeatureQuantizer(nn.Module):
+    """Quantize a feature map ``[B, C, H, W]`` (any shape) onto ``{0, s, ..., (L - 1) s}``.
+
+    Args:
+        step: the level spacing ``s`` (> 0). Replaced by calibration when that runs.
+        num_levels: ``L``; values above the top level ``(L - 1) s`` clip to it. ``None``: no top.
+        gradient: straight-through rule. ``"identity"`` passes the gradient unchanged;
+            ``"clipped"`` passes it only where the input lies inside ``[0, (L - 1) s]``.
+        enabled: when False the module is the identity (a float baseline with the same weights).
+        calibration_percentile: percentile of the observed values that calibration maps to the
+            top level (the ``calibration_levels``-th level).
+        calibration_levels: number of levels spanned by that percentile; defaults to
+            ``num_levels``, else 16.
+
+    Calibration: call :meth:`start_calibration`, run batches through the module (outputs pass
+    through unchanged meanwhile), then :meth:`finish_calibration`, which sets
+    ``s = mean percentile / (calibration_levels - 1)``.
+    """
+
+    def __init__(
+        self,
+        step: float = 1.0,
+        num_levels: int | None = None,
+        gradient: str = "identity",
+        enabled: bool = True,
+        calibration_percentile: float = 99.9,
+        calibration_levels: int | None = None,
+    ):
+        super().__init__()
+        if step <= 0:
+            raise ValueError(f"step must be positive, got {step}")
+        if num_levels is not None and num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2 (or None), got {num_levels}")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        if not 0 < calibration_percentile <= 100:
+            raise ValueError(
+                f"calibration_percentile must be in (0, 100], got {calibration_percentile}"
+            )
+        self.register_buffer("step", torch.tensor(float(step)))
+        self.register_buffer("calibrated", torch.tensor(False))
+        self.num_levels = num_levels
+        self.gradient = gradient
+        self.enabled = enabled
+        self.calibration_percentile = calibration_percentile
+        self.calibration_levels = calibration_levels or num_levels or 16
+        self._observed: list[Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"step={float(self.step):.4g}, num_levels={self.num_levels}, "
+            f"gradient={self.gradient}, enabled={self.enabled}"
+        )
+
+    @property
+    def top(self) -> Tensor | None:
+        """The highest level ``(L - 1) s``, or None without a level count."""
+        return None if self.num_levels is None else self.step * (self.num_levels - 1)
+
+    def quantize(self, x: Tensor) -> Tensor:
+        """Forward values only (no gradient rule): nearest level, ties to the lower level."""
+        levels = torch.ceil(x / self.step - 0.5).clamp(min=0)
+        if self.num_levels is not None:
+            levels = levels.clamp(max=self.num_levels - 1)
+        return levels * self.step
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._observed is not None:
+            self._observe(x)
+            return x
+        if not self.enabled:
+            return x
+        if self.gradient == "clipped":
+            # clamp has zero gradient outside the range, which is the clipped straight-through rule
+            x = x.clamp(min=0) if self.top is None else torch.minimum(x.clamp(min=0), self.top)
+        return x + (self.quantize(x) - x).detach()
+
+    # ------------------------------------------------------------------ calibration
+
+    def start_calibration(self) -> None:
+        self._observed = []
+
+    def _observe(self, x: Tensor) -> None:
+        values = x.detach().flatten().float()
+        if values.numel() > 1_000_000:  # torch.quantile has an input size limit; subsample
+            index = torch.randint(values.numel(), (1_000_000,), device=values.device)
+            values = values[index]
+        q = torch.quantile(values, self.calibration_percentile / 100.0)
+        self._observed.append(q)
+
+    def finish_calibration(self) -> float:
+        """Set ``step`` from the observed batches; returns the new step."""
+        if not self._observed:
+            raise RuntimeError("finish_calibration() called before any batch was observed")
+        percentile = torch.stack(self._observed).mean()
+        self._observed = None
+        step = float(percentile) / (self.calibration_levels - 1)
+        if step <= 0:
+            raise RuntimeError("calibration saw only non-positive features; cannot set a step")
+        self.step.fill_(step)
+        self.calibrated.fill_(True)
+        return step
