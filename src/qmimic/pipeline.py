@@ -1,0 +1,131 @@
+"""The whole method, stage after stage: ``python -m qmimic.pipeline [options] [overrides ...]``.
+
+Runs, per seed, the stage-1 teacher, the stage-2 quantized teacher (initialised from it), and the
+students at the same width: from scratch, quantized only, mimic (Li et al.) and Quantization
+Mimic; each stage is an ordinary ``qmimic.train`` run whose checkpoint feeds the next. Finished
+stages are skipped when the command is run again with the same ``--out``, so a crash or Ctrl-C
+loses at most the stage in progress. Ends with a table (mean and spread over seeds) written to
+``summary.md`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from qmimic.results import write_json
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    experiment: str
+    needs: dict[str, str]  # override key -> name of the stage whose last.ckpt it takes
+
+
+def stages_for(data: str) -> list[Stage]:
+    return [
+        Stage("teacher", f"teacher_{data}", {}),
+        Stage("qteacher", f"qteacher_{data}", {"init_ckpt": "teacher"}),
+        Stage("scratch", f"scratch_{data}", {}),
+        Stage("quant", f"quant_{data}", {}),
+        Stage("mimic", f"mimic_{data}", {"teacher_ckpt": "teacher"}),
+        Stage("qmimic", f"qmimic_{data}", {"teacher_ckpt": "qteacher"}),
+    ]
+
+
+def run_stage(stage: Stage, seed: int, out: Path, overrides: list[str]) -> dict:
+    """Run one stage unless its results exist; returns its results.json content."""
+    stage_dir = out / f"seed{seed}" / stage.name
+    results_path = stage_dir / "results.json"
+    if results_path.is_file():
+        print(f"[seed {seed}] {stage.name}: done before, skipped", flush=True)
+        return json.loads(results_path.read_text())
+    inputs = [
+        f"{key}={out / f'seed{seed}' / source / 'checkpoints' / 'last.ckpt'}"
+        for key, source in stage.needs.items()
+    ]
+    interrupted = stage_dir / "checkpoints" / "last.ckpt"
+    if interrupted.is_file():  # a stage cut short earlier: resume it
+        inputs.append(f"ckpt_path={interrupted}")
+    command = [
+        sys.executable,
+        "-m",
+        "qmimic.train",
+        f"+experiment={stage.experiment}",
+        f"seed={seed}",
+        f"hydra.run.dir={stage_dir}",
+        *inputs,
+        *overrides,
+    ]
+    print(f"[seed {seed}] {stage.name}: {' '.join(command[2:])}", flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise SystemExit(
+            f"error: stage {stage.name} (seed {seed}) failed; its log is in "
+            f"{stage_dir}. Fix the cause and run the same command again to resume."
+        )
+    return json.loads(results_path.read_text())
+
+
+def _mean_spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+
+
+def summarize(results: dict[str, list[dict]]) -> tuple[str, dict]:
+    """Markdown table and JSON summary over seeds: mean ± standard deviation, in points."""
+    lines = [
+        "| model | VOC07 mAP@0.5 | COCO mAP | COCO mAP@0.5 | parameters | GFLOPs | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    summary = {}
+    for name, runs in results.items():
+        column = {
+            key: [r[key] for r in runs if key in r]
+            for key in ("test/voc07_map", "test/map", "test/map_50")
+        }
+        first = runs[0]
+        gflops = first.get("gflops")
+        lines.append(
+            f"| {name} | {_mean_spread(column['test/voc07_map'])} | "
+            f"{_mean_spread(column['test/map'])} | {_mean_spread(column['test/map_50'])} | "
+            f"{first.get('parameters', 0):,} | "
+            f"{'-' if gflops is None else f'{gflops:.3f}'} | {len(runs)} |"
+        )
+        summary[name] = {"runs": runs, **{k: v for k, v in column.items()}}
+    return "\n".join(lines) + "\n", summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="shapes", help="experiment suffix (shapes, voc, ...)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        help="subset of teacher qteacher scratch quant mimic qmimic",
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every stage")
+    args = parser.parse_args(argv)
+    stages = [s for s in stages_for(args.data) if args.stages is None or s.name in args.stages]
+    results: dict[str, list[dict]] = {s.name: [] for s in stages}
+    for seed in args.seeds:
+        for stage in stages:
+            results[stage.name].append(run_stage(stage, seed, args.out, args.overrides))
+    table, summary = summarize(results)
+    (args.out / "summary.md").write_text(table)
+    write_json(args.out / "summary.json", summary)
+    print(f"\n{table}\nwritten to {args.out / 'summary.md'} and {args.out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()
