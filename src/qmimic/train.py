@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from qmimic.callbacks import ConfigInCheckpoint
 from qmimic.checkpoints import check_matches, load_checkpoint
 from qmimic.errors import UserError, exit_on_user_error
-from qmimic.models import TwoStageDetector, count_parameters
+from qmimic.models import TwoStageDetector, model_report
 from qmimic.modules.teacher import net_state
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
@@ -113,10 +113,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
     )
-    parameters = count_parameters(module.net)
+    report = model_report(module.net)  # at the test-time input size and proposal budget
+    height, width = report["input_size"]
     print(
         f"model: {cfg.model.arch} {cfg.model.framework} width={cfg.model.width} "
-        f"parameters={parameters:,}",
+        f"parameters={report['parameters']:,} GFLOPs={report['gflops']:.3f} at {height}x{width}",
         flush=True,
     )
 
@@ -129,7 +130,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "experiment": _experiment_name(),
         "task_name": cfg.task_name,
         "seed": cfg.seed,
-        "parameters": parameters,
+        "parameters": report["parameters"],
+        "gflops": report["gflops"],
+        "input_size": report["input_size"],
         "wall_time_s": round(time.perf_counter() - started, 1),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

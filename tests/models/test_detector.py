@@ -3,8 +3,11 @@ import torch
 from torch import nn
 
 from helpers import TINY_DETECTOR
-from qmimic.models import build_detector, count_parameters
+from qmimic.errors import UserError
+from qmimic.models import ARCHS, FRAMEWORKS, DetectorConfigError, build_detector, count_parameters
 from qmimic.models.resnet import scale_channels
+
+COMBINATIONS = [(arch, framework) for arch in ARCHS for framework in FRAMEWORKS]
 
 
 def conv_out_channels(module: nn.Module) -> list[int]:
@@ -44,8 +47,10 @@ def test_resnet18_1_16_has_paper_stage_widths():
     assert [max(conv_out_channels(s)) for s in stages] == [4, 8, 16, 32]
 
 
-def test_scale_channels_never_reaches_zero():
+def test_scale_channels_never_reaches_zero_nor_exceeds_the_width():
     assert scale_channels(64, 1 / 128) == 1
+    assert scale_channels(48, 1 / 3) == 16
+    assert scale_channels(64, 0.3) == 19  # rounded down: never wider than claimed
     with pytest.raises(ValueError, match="width"):
         scale_channels(64, 0)
 
@@ -56,12 +61,14 @@ def test_narrow_detector_is_much_smaller():
     assert tiny * 100 < full
 
 
-def test_one_training_step_reduces_nothing_to_nan_and_updates_weights():
+@pytest.mark.parametrize("width", [1.0, 1 / 32])
+@pytest.mark.parametrize("arch, framework", COMBINATIONS)
+def test_every_combination_trains_one_step_and_predicts(arch: str, framework: str, width: float):
     torch.manual_seed(0)
-    detector = build_detector(width=1 / 16, **TINY_DETECTOR).train()
+    detector = build_detector(arch=arch, framework=framework, width=width, **TINY_DETECTOR)
     images, targets = sample_batch()
     before = [p.detach().clone() for p in detector.parameters()]
-    losses = detector.losses(images, targets)
+    losses = detector.train().losses(images, targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
     loss = sum(losses.values())
     assert torch.isfinite(loss)
@@ -69,19 +76,26 @@ def test_one_training_step_reduces_nothing_to_nan_and_updates_weights():
     torch.optim.SGD(detector.parameters(), lr=0.01).step()
     changed = sum(not torch.equal(a, b) for a, b in zip(before, detector.parameters(), strict=True))
     assert changed > len(before) // 2
+    with torch.no_grad():
+        predictions = detector.eval().predict(images)
+    assert len(predictions) == 2
+    for p in predictions:
+        assert p["boxes"].shape == (len(p["scores"]), 4) and p["labels"].dtype == torch.int64
 
 
-def test_image_without_boxes_trains():
-    detector = build_detector(width=1 / 16, **TINY_DETECTOR).train()
+@pytest.mark.parametrize("arch, framework", COMBINATIONS)
+def test_image_without_boxes_trains(arch: str, framework: str):
+    detector = build_detector(arch=arch, framework=framework, width=1 / 16, **TINY_DETECTOR)
     images, targets = sample_batch()
     targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    losses = detector.losses(images, targets)
+    losses = detector.train().losses(images, targets)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
 
 
-def test_api_does_not_depend_on_module_mode():
-    detector = build_detector(width=1 / 16, **TINY_DETECTOR)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_api_does_not_depend_on_module_mode(framework: str):
+    detector = build_detector(framework=framework, width=1 / 16, **TINY_DETECTOR)
     images, targets = sample_batch()
     detector.eval()
     with torch.no_grad():
@@ -95,8 +109,10 @@ def test_api_does_not_depend_on_module_mode():
         assert p["labels"].dtype == torch.int64 and (p["labels"] >= 1).all()
 
 
-def test_predictions_are_in_input_image_pixels():
-    detector = build_detector(width=1 / 16, **{**TINY_DETECTOR, "box_score_thresh": 0.0}).eval()
+@pytest.mark.parametrize("arch, framework", COMBINATIONS)
+def test_predictions_are_in_input_image_pixels(arch: str, framework: str):
+    overrides = {**TINY_DETECTOR, "box_score_thresh": 0.0}
+    detector = build_detector(arch=arch, framework=framework, width=1 / 16, **overrides).eval()
     image = torch.rand(3, 60, 150)  # resized to 96 px short side inside the detector
     with torch.no_grad():
         (prediction,) = detector.predict([image])
@@ -105,30 +121,46 @@ def test_predictions_are_in_input_image_pixels():
     assert boxes[:, [0, 2]].max() <= 150 + 1e-3 and boxes[:, [1, 3]].max() <= 60 + 1e-3
 
 
-def test_stage_calls_compose_to_losses():
-    detector = build_detector(width=1 / 16, **TINY_DETECTOR).eval()
+@pytest.mark.parametrize("arch, channels", [("resnet18", 16), ("vgg16", 32)])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_stage_calls_compose_to_losses(arch: str, channels: int, framework: str):
+    detector = build_detector(arch=arch, framework=framework, width=1 / 16, **TINY_DETECTOR)
     images, targets = sample_batch()
-    batch, resized = detector.prepare(images, targets)
+    batch, resized = detector.eval().prepare(images, targets)
     features = detector.features(batch)
-    assert features.shape == (2, 16, 96 // 16, 96 // 16)
+    assert features.shape == (2, channels, 96 // 16, 96 // 16)
     proposals, rpn_losses = detector.proposals(batch, features, resized)
     assert len(proposals) == 2 and set(rpn_losses) == {"loss_objectness", "loss_rpn_box_reg"}
     roi = detector.roi_losses(batch, features, proposals, resized)
     assert set(roi) == {"loss_classifier", "loss_box_reg"}
 
 
-def test_teacher_and_student_feature_maps_align():
+@pytest.mark.parametrize("arch", ARCHS)
+def test_teacher_and_student_feature_maps_align(arch: str):
     images, _ = sample_batch(1, 128)
+    images.append(torch.rand(3, 100, 170))  # padded inside the batch to a multiple of 32
     maps = []
-    for width in (1.0, 1 / 16):
-        detector = build_detector(width=width, **TINY_DETECTOR).eval()
+    for width in (1.0, 1 / 4, 1 / 16, 1 / 32):
+        # R-FCN keeps VGG's full-width build small (no fc6); the trunk is the same.
+        detector = build_detector(arch=arch, framework="rfcn", width=width, **TINY_DETECTOR)
         with torch.no_grad():
-            maps.append(detector.features(detector.prepare(images)[0]))
-    assert maps[0].shape[-2:] == maps[1].shape[-2:]
+            maps.append(detector.eval().features(detector.prepare(images)[0]))
+    assert {m.shape[-2:] for m in maps} == {maps[0].shape[-2:]}
+    assert [m.shape[1] for m in maps] == [detector.feature_channels * k for k in (32, 8, 2, 1)]
 
 
 def test_bad_builder_arguments_are_rejected():
     with pytest.raises(ValueError, match="unknown arch"):
         build_detector(arch="resnet999", num_classes=3)
+    with pytest.raises(ValueError, match="unknown framework"):
+        build_detector(framework="yolo", num_classes=3)
     with pytest.raises(ValueError, match="num_classes"):
         build_detector(num_classes=1)
+    with pytest.raises(ValueError, match="width"):
+        build_detector(width=1.5, num_classes=3)
+
+
+def test_builder_errors_reach_the_command_line_as_user_errors():
+    with pytest.raises(DetectorConfigError) as error:
+        build_detector(arch="vgg19", num_classes=3)
+    assert isinstance(error.value, UserError) and isinstance(error.value, ValueError)

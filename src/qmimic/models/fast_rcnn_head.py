@@ -38,7 +38,18 @@ class FastRCNNHead(RoIHeads):
 
     Both calls take the feature map ``[B, C, H/16, W/16]``, proposals (per image ``[P, 4]``
     xyxy in resized-image pixels) and the resized image sizes; neither reads ``self.training``.
+    Subclasses change how regions are scored by overriding :meth:`scores`; sampling, losses, the
+    box coder and post-processing stay torchvision's.
     """
+
+    def scores(
+        self, features: Tensor, boxes: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> tuple[Tensor, Tensor]:
+        """Class logits ``[R, num_classes]`` and box deltas ``[R, num_classes * 4]``.
+
+        ``R`` counts the boxes of all images, in order; deltas are relative to each box.
+        """
+        return self.box_predictor(self.box_head(self.box_roi_pool(features, boxes, image_sizes)))
 
     def losses(
         self,
@@ -51,9 +62,7 @@ class FastRCNNHead(RoIHeads):
         rois, _, labels, regression_targets = self.select_training_samples(
             [p.detach() for p in proposals], targets
         )
-        class_logits, box_regression = self.box_predictor(
-            self.box_head(self.box_roi_pool(features, rois, image_sizes))
-        )
+        class_logits, box_regression = self.scores(features, rois, image_sizes)
         loss_cls, loss_box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
         return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
 
@@ -64,9 +73,7 @@ class FastRCNNHead(RoIHeads):
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
         """Post-processed detections per image: ``boxes`` [D, 4], ``scores`` [D], ``labels`` [D]."""
-        class_logits, box_regression = self.box_predictor(
-            self.box_head(self.box_roi_pool(features, proposals, image_sizes))
-        )
+        class_logits, box_regression = self.scores(features, proposals, image_sizes)
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_sizes
         )

@@ -1,0 +1,71 @@
+"""Every ``conf/model/*.yaml`` composes, builds, and trains through ``python -m qmimic.train``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import compose_train_config, tiny_overrides
+from qmimic.train import CONFIG_DIR, build_net
+
+MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+
+
+def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qmimic.train", *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_every_combination_has_a_config():
+    assert set(MODELS) >= {
+        f"{arch}_{framework}"
+        for arch in ("resnet18", "vgg16")
+        for framework in ("faster_rcnn", "rfcn")
+    }
+
+
+@pytest.mark.parametrize("data", ["shapes", "voc"])
+@pytest.mark.parametrize("model", MODELS)
+def test_model_config_composes_and_builds(model: str, data: str, tmp_path: Path):
+    cfg = compose_train_config([f"model={model}", f"data={data}", "model.width=0.0625"], tmp_path)
+    assert f"{cfg.model.arch}_{cfg.model.framework}" == model
+    assert cfg.model.pretrained is False
+    net, _ = build_net(cfg)
+    assert net.transform.min_size[-1] == cfg.data.input.min_size
+    assert net.eval().rpn.post_nms_top_n() == cfg.data.budget.rpn_post_nms_top_n_test
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fast_dev_run_trains_and_tests(model: str, shapes_cache: Path, tmp_path: Path):
+    result = run_train(
+        *tiny_overrides(shapes_cache, tmp_path),
+        f"model={model}",
+        "model.width=0.0625",
+        "trainer.fast_dev_run=true",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GFLOPs=" in result.stdout
+    (results_file,) = tmp_path.rglob("results.json")
+    results = json.loads(results_file.read_text())
+    assert results["parameters"] > 0 and results["gflops"] > 0
+    assert results["input_size"] == [96, 96]
+    assert 0.0 <= results["test/map_50"] <= 1.0
+
+
+def test_pretrained_student_is_one_clear_message(shapes_cache: Path, tmp_path: Path):
+    result = run_train(
+        *tiny_overrides(shapes_cache, tmp_path), "model.pretrained=true", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "ImageNet weights exist for width 1 only" in result.stderr
+    assert "model.pretrained=false" in result.stderr and "Traceback" not in result.stderr
