@@ -3,7 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from trees import tiny_voc, voc_object, write_voc
 
+import qmimic.data.voc_download as voc_download
+from qmimic.data.sources import VOCSource
 from qmimic.data.voc import VOC_CLASSES, BadSampleError, VOCDataset, parse_voc_annotation
 from qmimic.errors import UserError
 
@@ -97,3 +100,95 @@ def test_corrupt_image_names_the_file(tmp_path: Path):
     with pytest.raises(BadSampleError, match="cannot read image") as info:
         VOCDataset(tmp_path, 2007, "test")[0]
     assert str(image_path) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- sources, download
+
+
+def test_voc_classes_are_the_standard_twenty_in_order():
+    assert len(VOC_CLASSES) == 20
+    assert VOC_CLASSES[0] == "aeroplane" and VOC_CLASSES[14] == "person"
+    assert VOC_CLASSES[-1] == "tvmonitor" and list(VOC_CLASSES) == sorted(VOC_CLASSES)
+
+
+def test_union_of_years_and_test_split(tmp_path: Path):
+    tiny_voc(tmp_path)
+    splits = {"train": ["2007-trainval", "2012-trainval"], "test": ["2007-test"]}
+    source = VOCSource(tmp_path, splits)
+    source.prepare()
+    train = source.dataset("train", train=True)
+    assert len(train) == 3
+    image, target = train[2]  # the VOC2012 image, stored grayscale
+    assert image.shape == (3, 48, 64) and target["image_id"] == "2008_000001"
+    # training leaves the difficult person out, evaluation keeps it flagged
+    _, first = train[0]
+    assert first["labels"].tolist() == [VOC_CLASSES.index("dog") + 1]
+    _, test_target = source.dataset("test", train=False)[1]
+    assert test_target["difficult"].tolist() == [False, True, False, False]
+
+
+def test_any_image_set_including_per_class_lists(tmp_path: Path):
+    tiny_voc(tmp_path)
+    main = tmp_path / "VOCdevkit/VOC2007/ImageSets/Main"
+    (main / "dog_trainval.txt").write_text("000001  1\n000002 -1\n")
+    assert VOCDataset(tmp_path, 2007, "dog_trainval").ids == ["000001", "000002"]
+
+
+def test_boxes_beyond_image_are_clipped_and_degenerate_dropped_in_training(tmp_path: Path):
+    objects = voc_object("dog", (5, 6, 80, 40)) + voc_object("cat", (10, 10, 10, 30))
+    write_voc(tmp_path, 2007, {"x": objects}, {"test": ["x"]})
+    _, target = VOCDataset(tmp_path, 2007, "test")[0]
+    assert target["boxes"].tolist() == [[5, 6, 64, 40], [10, 10, 10, 30]]
+    assert target["clipped_boxes"] == 1 and target["dropped_boxes"] == 0
+    _, train = VOCDataset(tmp_path, 2007, "test", keep_difficult=False, train=True)[0]
+    assert train["boxes"].tolist() == [[5, 6, 64, 40]] and train["dropped_boxes"] == 1
+
+
+def test_missing_image_set_is_reported_before_loading(tmp_path: Path):
+    tiny_voc(tmp_path)
+    source = VOCSource(tmp_path, {"train": ["2012-train"], "test": ["2007-test"]})
+    with pytest.raises(UserError, match="VOC2012/ImageSets/Main/train.txt") as info:
+        source.prepare()
+    assert "VOCtrainval_11-May-2012.tar" in str(info.value)
+
+
+def test_download_failure_says_which_archives_to_place(tmp_path: Path, monkeypatch):
+    def offline(url, download_root, filename=None, md5=None):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(voc_download, "download_and_extract_archive", offline)
+    splits = {"train": ["2007-trainval", "2012-trainval"], "test": ["2007-test"]}
+    source = VOCSource(tmp_path / "voc", splits, download=True)
+    with pytest.raises(UserError, match="downloading Pascal VOC .* failed") as info:
+        source.prepare()
+    message = str(info.value)
+    for archive in (
+        "VOCtrainval_06-Nov-2007.tar",
+        "VOCtest_06-Nov-2007.tar",
+        "VOCtrainval_11-May-2012.tar",
+    ):
+        assert archive in message
+    assert f"-C {tmp_path / 'voc'}" in message and "VOCdevkit/VOC2007" in message
+
+
+def test_download_fetches_only_missing_archives(tmp_path: Path, monkeypatch):
+    fetched = []
+
+    def fake(url, download_root, filename=None, md5=None):
+        fetched.append(filename)
+        write_voc(Path(download_root), 2007, {"a": ""}, {"test": ["a"]})
+
+    monkeypatch.setattr(voc_download, "download_and_extract_archive", fake)
+    source = VOCSource(tmp_path, {"test": ["2007-test"]}, download=True)
+    source.prepare()
+    source.prepare()  # present now: no second download
+    assert fetched == ["VOCtest_06-Nov-2007.tar"]
+
+
+def test_worker_reraised_bad_sample_shows_only_the_message():
+    wrapped = BadSampleError(
+        "Caught BadSampleError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1, in f\nqmimic.data.voc.BadSampleError: cannot read '
+        "image /data/a.jpg: broken"
+    )
+    assert str(wrapped) == "cannot read image /data/a.jpg: broken"

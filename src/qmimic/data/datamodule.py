@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from qmimic.data.bad_samples import SkipBadSamples, check_policy
+from qmimic.data.grouping import GroupedBatchSampler, aspect_groups
+from qmimic.data.report import DataReport
 from qmimic.data.transforms import RandomHorizontalFlip
 
 Batch = tuple[list[Tensor], list[dict]]
 
 
 class DetectionSource(Protocol):
+    """A dataset family on disk. ``pixel_offset`` (optional, default 1) is the box convention
+    the horizontal flip needs: 1 for 1-based inclusive pixel indices (VOC), 0 for continuous
+    coordinates (WIDER FACE)."""
+
     class_names: tuple[str, ...]
 
     def prepare(self) -> None: ...
@@ -45,14 +52,25 @@ class DetectionDataModule(L.LightningDataModule):
 
     Batches are ``(images, targets)``: ``images`` a list of float ``[3, H_i, W_i]`` in [0, 1];
     ``targets`` a list of dicts with ``boxes`` float ``[M, 4]`` xyxy pixels, ``labels`` int64
-    ``[M]`` (1..C, 0 is background), ``difficult`` bool ``[M]`` and ``image_id``.
+    ``[M]`` (1..C, 0 is background), ``difficult`` bool ``[M]`` and ``image_id``, plus what the
+    dataset adds (WIDER FACE evaluation targets: ``easy``/``medium``/``hard`` bool ``[M]``).
+
+    Resizing (single- or multi-scale) is the detector's job, not the data's (``data.input``).
+
+    Boxes clipped to their image, degenerate boxes dropped from training targets and bad
+    samples skipped are counted as batches reach the model, and reported in one
+    :class:`~qmimic.data.report.DataWarning` per kind at the end of fit/validate/test.
 
     Args:
-        source: the dataset family (``VOCSource``, ``ShapesSource``, ...).
+        source: the dataset family (``VOCSource``, ``ShapesSource``, ``WiderFaceSource``, ...).
         batch_size: training images per step; ``eval_batch_size`` for val/test (defaults to it).
         num_workers, persistent_workers, pin_memory: DataLoader settings.
         hflip: probability of a horizontal flip of each training image.
-        seed: seeds the training shuffle (flips draw from the seeded global generator).
+        seed: seeds the training order (shuffle or grouped batches); flips draw from the global
+            generator, which ``seed_everything`` seeds (and DataLoader workers derive from it).
+        aspect_ratio_grouping: training batches hold only landscape or only portrait images.
+        on_bad_sample: ``raise`` (stop at an unreadable image or malformed annotation, naming
+            the file) or ``skip`` (use the next good sample and report how many were skipped).
     """
 
     def __init__(
@@ -65,6 +83,8 @@ class DetectionDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         hflip: float = 0.5,
         seed: int = 0,
+        aspect_ratio_grouping: bool = False,
+        on_bad_sample: str = "raise",
     ):
         super().__init__()
         self.source = source
@@ -75,7 +95,10 @@ class DetectionDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.hflip = hflip
         self.seed = seed
+        self.aspect_ratio_grouping = aspect_ratio_grouping
+        self.on_bad_sample = check_policy(on_bad_sample)
         self.splits: dict[str, Dataset] = {}
+        self.report = DataReport()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -94,31 +117,54 @@ class DetectionDataModule(L.LightningDataModule):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in wanted.get(stage or "", ("train", "val", "test")):
             if split not in self.splits:
-                self.splits[split] = self.source.dataset(split, train=split == "train")
+                dataset = self.source.dataset(split, train=split == "train")
+                for message in getattr(dataset, "skipped", ()):  # records the reader skipped
+                    self.report.skip(message)
+                self.splits[split] = dataset
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _dataset(self, split: str, train: bool) -> Dataset:
         if split not in self.splits:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         dataset = self.splits[split]
-        generator = torch.Generator().manual_seed(self.seed)
-        if shuffle:
-            dataset = _Augmented(dataset, RandomHorizontalFlip(self.hflip))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator if shuffle else None,
+        if self.on_bad_sample == "skip":
+            dataset = SkipBadSamples(dataset)
+        if train:
+            offset = getattr(self.source, "pixel_offset", 1)
+            dataset = _Augmented(dataset, RandomHorizontalFlip(self.hflip, offset=offset))
+        return dataset
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self._dataset(split, train)
+        common: dict[str, Any] = dict(
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
             collate_fn=collate_detection,
         )
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
+        if self.aspect_ratio_grouping:
+            groups = aspect_groups(self.splits[split])
+            sampler = GroupedBatchSampler(groups, self.batch_size, seed=self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, **common)
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=True, generator=generator, **common
+        )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        """Count (and remove) what the readers noted in the targets; see :class:`DataReport`."""
+        self.report.take(batch[1])
+        return batch
+
+    def teardown(self, stage: str) -> None:
+        self.report.flush(stage)

@@ -50,7 +50,7 @@ class ShapesSpec:
     max_object_size: int = 96
     objects_per_image: tuple[int, int] = (2, 6)
     distractors_per_image: tuple[int, int] = (1, 4)
-    difficult_below: int = 14
+    difficult_below: int = 16
     seed: int = 0
 
     def key(self) -> str:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from qmimic.data.boxes import clean_target
 from qmimic.errors import UserError
 
 VOC_CLASSES = (
@@ -31,7 +32,19 @@ VOC_CLASSES = (
 
 
 class BadSampleError(UserError):
-    """A single image or annotation file that cannot be read; names the file."""
+    """A single image or annotation file that cannot be read; names the file.
+
+    ``data.on_bad_sample=skip`` skips such samples (see :mod:`qmimic.data.bad_samples`).
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        # A DataLoader worker re-raises as ``BadSampleError("Caught ... Original Traceback ...
+        # BadSampleError: <message>")``; the user needs the message, not the worker's traceback.
+        marker = f"{type(self).__name__}: "
+        if text.startswith("Caught ") and "Original Traceback" in text and marker in text:
+            return text.rsplit(marker, 1)[1].strip()
+        return text
 
 
 def voc_year_dir(root: str | Path, year: str | int) -> Path:
@@ -112,12 +125,27 @@ def load_rgb_image(path: str | Path) -> Tensor:
     return pil_to_tensor(rgb).float().div_(255.0)
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` from the image header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BadSampleError(f"cannot read image {path}: {exc}") from None
+
+
 class VOCDataset(Dataset):
     """One ``(year, image_set)`` of a VOC-layout tree.
 
+    ``image_set`` is any file of ``ImageSets/Main`` (``trainval``, ``test``, ``dog_val``, ...);
+    its first column lists the image ids.
+
     Items are ``(image, target)``: ``image`` float ``[3, H, W]`` in [0, 1]; ``target`` as
-    :func:`parse_voc_annotation` plus ``image_id`` (the file stem). When ``keep_difficult`` is
-    False, difficult objects are dropped (what training wants); evaluation keeps them flagged.
+    :func:`parse_voc_annotation` plus ``image_id`` (the file stem). Boxes reaching beyond the
+    image are clipped to it. When ``keep_difficult`` is False, difficult objects are dropped (what
+    training wants); evaluation keeps them flagged. With ``train=True``, boxes without area
+    (``xmax <= xmin`` or ``ymax <= ymin``) are dropped too. What was clipped or dropped is counted
+    under :data:`~qmimic.data.boxes.CLIPPED` / :data:`~qmimic.data.boxes.DROPPED`.
     """
 
     def __init__(
@@ -127,12 +155,14 @@ class VOCDataset(Dataset):
         image_set: str = "trainval",
         class_names: tuple[str, ...] = VOC_CLASSES,
         keep_difficult: bool = True,
+        train: bool = False,
     ):
         self.root = Path(root)
         self.year = str(year)
         self.image_set = image_set
         self.class_names = tuple(class_names)
         self.keep_difficult = keep_difficult
+        self.train = train
         self.ids = read_image_set(root, year, image_set)
         self.year_dir = voc_year_dir(root, year)
 
@@ -153,4 +183,5 @@ class VOCDataset(Dataset):
             keep = ~target["difficult"]
             target = {k: v[keep] for k, v in target.items()}
         target["image_id"] = self.ids[index]
-        return load_rgb_image(self.image_path(index)), target
+        image = load_rgb_image(self.image_path(index))
+        return image, clean_target(target, image.shape[-1], image.shape[-2], self.train)

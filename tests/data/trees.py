@@ -1,0 +1,157 @@
+"""Tiny dataset trees in the real on-disk formats (Pascal VOC devkit, WIDER FACE), for tests.
+
+The WIDER FACE ``.mat`` lists are written here directly with ``scipy.io.savemat`` in the official
+structure (cell columns of cell columns), independently of the ``faces`` generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.io import savemat
+
+VOC_XML = """<annotation><folder>VOC{year}</folder><filename>{name}.jpg</filename>
+<size><width>{width}</width><height>{height}</height><depth>3</depth></size>
+{objects}</annotation>"""
+
+
+def voc_object(name: str, box: tuple, difficult: str | None = "0") -> str:
+    """One ``<object>``; ``difficult=None`` leaves the tag out, as parts of VOC2012 do."""
+    tag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
+    x1, y1, x2, y2 = box
+    return (
+        f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated>{tag}<bndbox>"
+        f"<xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+    )
+
+
+def write_voc(
+    root: Path,
+    year: int,
+    entries: dict[str, str],
+    image_sets: dict[str, list[str]],
+    size: tuple[int, int] = (64, 48),
+    mode: str = "RGB",
+) -> Path:
+    """``root/VOCdevkit/VOC<year>`` with one image and annotation per entry (id -> objects)."""
+    year_dir = root / "VOCdevkit" / f"VOC{year}"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (year_dir / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(year)
+    for name, objects in entries.items():
+        pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).convert(mode).save(year_dir / "JPEGImages" / f"{name}.jpg")
+        xml = VOC_XML.format(year=year, name=name, width=size[0], height=size[1], objects=objects)
+        (year_dir / "Annotations" / f"{name}.xml").write_text(xml)
+    for image_set, ids in image_sets.items():
+        (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").write_text(
+            "".join(f"{i}\n" for i in ids)
+        )
+    return year_dir
+
+
+def tiny_voc(root: Path) -> Path:
+    """VOC2007 (trainval + test) and VOC2012 (trainval), a few objects each, one grayscale."""
+    a = voc_object("dog", (5, 6, 40, 40)) + voc_object("person", (30, 2, 60, 46), "1")
+    b = voc_object("car", (2, 10, 30, 30), None) + voc_object("cat", (20, 12, 50, 44))
+    c = voc_object("bird", (10, 8, 50, 40))
+    write_voc(root, 2007, {"000001": a, "000002": b}, {"trainval": ["000001", "000002"]})
+    write_voc(root, 2007, {"000003": c, "000004": a + b}, {"test": ["000003", "000004"]})
+    write_voc(root, 2012, {"2008_000001": b}, {"trainval": ["2008_000001"]}, mode="L")
+    return root
+
+
+# ----------------------------------------------------------------------------- WIDER FACE
+
+
+def face(x: int, y: int, w: int, h: int, *, invalid: int = 0, blur: int = 0, occ: int = 0):
+    """One face line's 10 numbers: x1 y1 w h blur expression illumination invalid occlusion pose."""
+    return (x, y, w, h, blur, 0, 0, invalid, occ, 0)
+
+
+def bbx_text(records: list[tuple[str, list[tuple]]]) -> str:
+    """The ``wider_face_*_bbx_gt.txt`` text; images without faces get the line of zeros."""
+    lines = []
+    for path, faces in records:
+        lines += [path, str(len(faces))]
+        lines += [" ".join(map(str, f)) + " " for f in faces] or ["0 0 0 0 0 0 0 0 0 0 "]
+    return "\n".join(lines) + "\n"
+
+
+def _cells(items: list) -> np.ndarray:
+    cells = np.empty((len(items), 1), dtype=object)
+    for i, item in enumerate(items):
+        cells[i, 0] = item
+    return cells
+
+
+def write_wider_mats(folder: Path, records: list, settings: dict[str, list[list[int]]]) -> None:
+    """The evaluation kit's ``.mat`` files: per event, per image; ``settings[s][k]`` holds the
+    1-based face numbers of image ``k`` that count in setting ``s``."""
+    events: dict[str, list[int]] = {}
+    for k, (path, _) in enumerate(records):
+        events.setdefault(path.split("/")[0], []).append(k)
+    names = list(events)
+
+    def per_event(make) -> np.ndarray:
+        return _cells([_cells([make(k) for k in events[e]]) for e in names])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    savemat(
+        folder / "wider_face_val.mat",
+        {
+            "event_list": _cells(names),
+            "file_list": per_event(lambda k: Path(records[k][0]).stem),
+            "face_bbx_list": per_event(
+                lambda k: np.array([f[:4] for f in records[k][1]], dtype=float).reshape(-1, 4)
+            ),
+        },
+    )
+    for setting, numbers in settings.items():
+        lists = per_event(lambda k, n=numbers: np.array(n[k], dtype=np.uint16).reshape(-1, 1))
+        savemat(folder / f"wider_{setting}_val.mat", {"gt_list": lists})
+
+
+def write_wider(
+    root: Path,
+    train: list[tuple[str, list[tuple]]],
+    val: list[tuple[str, list[tuple]]],
+    settings: dict[str, list[list[int]]],
+    size: tuple[int, int] = (64, 48),
+) -> Path:
+    """A WIDER FACE tree in the official layout (eval kit under ``eval_tools/ground_truth``)."""
+    rng = np.random.default_rng(0)
+    for subset, records in (("train", train), ("val", val)):
+        for path, _ in records:
+            target = root / f"WIDER_{subset}" / "images" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(target)
+        split_dir = root / "wider_face_split"
+        split_dir.mkdir(parents=True, exist_ok=True)
+        (split_dir / f"wider_face_{subset}_bbx_gt.txt").write_text(bbx_text(records))
+    write_wider_mats(root / "eval_tools" / "ground_truth", val, settings)
+    return root
+
+
+TINY_WIDER_TRAIN = [
+    ("0--Parade/0_Parade_a_1.jpg", [face(4, 5, 20, 22), face(40, 8, 10, 0)]),  # 2nd: degenerate
+    ("0--Parade/0_Parade_a_2.jpg", []),
+    ("1--Handshaking/1_Hand_b_3.jpg", [face(30, 10, 40, 30), face(2, 2, 8, 9, invalid=1)]),
+]
+TINY_WIDER_VAL = [
+    ("0--Parade/0_Parade_c_1.jpg", [face(4, 5, 24, 26), face(40, 30, 8, 8, occ=2)]),
+    ("0--Parade/0_Parade_c_2.jpg", []),
+    ("1--Handshaking/1_Hand_d_1.jpg", [face(10, 4, 30, 30), face(1, 1, 5, 5, invalid=1)]),
+]
+TINY_WIDER_SETTINGS = {
+    "easy": [[1], [], [1]],
+    "medium": [[1], [], [1]],
+    "hard": [[1, 2], [], [1]],
+}
+
+
+def tiny_wider(root: Path) -> Path:
+    return write_wider(root, TINY_WIDER_TRAIN, TINY_WIDER_VAL, TINY_WIDER_SETTINGS)
