@@ -43,15 +43,15 @@ def test_teacher_quantized_teacher_then_students(shapes_cache: Path, tmp_path: P
     stage2 = json.loads((qteacher / "results.json").read_text())
     assert 0 <= stage2["float/test/map_50"] <= 1 and 0 <= stage2["test/map_50"] <= 1
     qteacher_ckpt = qteacher / "checkpoints" / "last.ckpt"
-    for experiment, teacher_path in (
-        ("mimic_shapes", teacher_ckpt),
-        ("qmimic_shapes", qteacher_ckpt),
+    for experiment, teacher_path, extra in (
+        ("mimic_shapes", teacher_ckpt, []),  # float student: no quant group to override
+        ("qmimic_shapes", qteacher_ckpt, ["quant.calibration_batches=1"]),
     ):
         run = train(
             f"+experiment={experiment}",
             f"teacher_ckpt={teacher_path}",
             "trainer.fast_dev_run=true",
-            "quant.calibration_batches=1",
+            *extra,
             log_dir=tmp_path / experiment,
             cache=shapes_cache,
         )
