@@ -25,9 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,8 +33,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from scipy.io import savemat
 from tqdm import tqdm
 
+from qmimic.data.generated import write_once
 from qmimic.data.widerface import SETTINGS, annotation_file, images_dir
-from qmimic.errors import UserError
 
 EVENTS = ("0--Street", "1--Park", "2--Meeting", "3--Party", "4--Sports")
 GENERATOR_VERSION = 1  # bump when the pictures change, so old caches are not reused
@@ -323,25 +320,6 @@ def ensure_faces(cache_dir: str | Path, spec: FacesSpec) -> Path:
     Raises:
         UserError: ``cache_dir`` cannot be created or written.
     """
-    cache_dir = Path(cache_dir).expanduser()
-    root = cache_dir / f"faces-{spec.key()}"
-    if (root / MARKER).is_file():
-        return root
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".faces-", dir=cache_dir))
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the built-in faces dataset to {cache_dir}: {exc.strerror or exc}\n"
-            "Set data.root to a writable folder (or the QMIMIC_CACHE environment variable)."
-        ) from None
-    try:
-        _write_tree(spec, staging)
-        os.replace(staging, root)
-    except OSError as exc:
-        if (root / MARKER).is_file():  # another process finished first
-            return root
-        raise UserError(f"cannot write the built-in faces dataset to {root}: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+    return write_once(
+        cache_dir, f"faces-{spec.key()}", MARKER, lambda staging: _write_tree(spec, staging)
+    )

@@ -16,9 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from qmimic.data.generated import write_once
 from qmimic.data.voc import voc_year_dir
-from qmimic.errors import UserError
 
 SHAPES = ("circle", "square", "triangle")
 TEXTURES = ("striped", "checkered")
@@ -267,25 +264,6 @@ def ensure_shapes(cache_dir: str | Path, spec: ShapesSpec) -> Path:
     Raises:
         UserError: ``cache_dir`` cannot be created or written.
     """
-    cache_dir = Path(cache_dir).expanduser()
-    root = cache_dir / f"shapes-{spec.key()}"
-    if (root / "shapes.json").is_file():
-        return root
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".shapes-", dir=cache_dir))
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the built-in shapes dataset to {cache_dir}: {exc.strerror or exc}\n"
-            "Set data.root to a writable folder (or the QMIMIC_CACHE environment variable)."
-        ) from None
-    try:
-        _write_tree(spec, staging)
-        os.replace(staging, root)
-    except OSError as exc:
-        if (root / "shapes.json").is_file():  # another process finished first
-            return root
-        raise UserError(f"cannot write the built-in shapes dataset to {root}: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+    return write_once(
+        cache_dir, f"shapes-{spec.key()}", "shapes.json", lambda staging: _write_tree(spec, staging)
+    )
