@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from helpers import tiny_overrides
-
-
-def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from helpers import run_cli, tiny_overrides
 
 
 def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_path: Path):
-    trained = run(
+    trained = run_cli(
         "qmimic.train",
         *tiny_overrides(shapes_cache, tmp_path / "train"),
         "+experiment=scratch_shapes",
@@ -32,7 +20,7 @@ def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_pat
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     (ckpt,) = (tmp_path / "train").rglob("last.ckpt")
-    result = run(
+    result = run_cli(
         "qmimic.evaluate", f"ckpt={ckpt}", f"paths.log_dir={tmp_path / 'eval'}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -44,6 +32,8 @@ def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_pat
 
 
 def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path):
-    result = run("qmimic.evaluate", "ckpt=/nope.ckpt", f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    result = run_cli(
+        "qmimic.evaluate", "ckpt=/nope.ckpt", f"paths.log_dir={tmp_path}", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "checkpoint not found: /nope.ckpt" in result.stderr and "Traceback" not in result.stderr

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import tiny_overrides
+from helpers import run_cli, tiny_overrides
 
 
 def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "qmimic.train", *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("qmimic.train", *overrides, cwd=cwd)
 
 
 def single_run_dir(log_dir: Path) -> Path:

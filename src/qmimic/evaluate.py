@@ -14,10 +14,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qmimic.checkpoints import check_matches, load_checkpoint
+from qmimic.checkpoints import load_checkpoint
 from qmimic.errors import UserError, exit_on_user_error
 from qmimic.models import count_parameters
 from qmimic.modules import DetectorModule
+from qmimic.modules.from_checkpoint import detector_from_checkpoint
 from qmimic.results import format_metrics, write_json
 from qmimic.train import CONFIG_DIR
 
@@ -37,16 +38,9 @@ def per_class_table(results: dict, class_names: tuple[str, ...]) -> str:
 
 
 def build_module(checkpoint: dict, path: str) -> tuple[DetectorModule, dict]:
-    """The detector stored in ``checkpoint``, rebuilt from the config saved with it."""
-    config = checkpoint.get("qmimic_config")
-    if config is None:
-        raise UserError(f"{path} has no qmimic config; it was not written by qmimic.train")
-    net = instantiate(config["model"])
-    module = DetectorModule(net, optimizer=None)
-    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    check_matches(state, net, path, prefix="net.")
-    module.load_state_dict(state, strict=False)
-    return module, config
+    """A test-only module around the detector stored in ``checkpoint`` (quantizers included)."""
+    net, config = detector_from_checkpoint(checkpoint, path)
+    return DetectorModule(net, optimizer=None), config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

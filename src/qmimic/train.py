@@ -20,7 +20,7 @@ from qmimic.callbacks import ConfigInCheckpoint
 from qmimic.checkpoints import check_matches, load_checkpoint
 from qmimic.errors import UserError, exit_on_user_error
 from qmimic.models import TwoStageDetector, model_report
-from qmimic.modules.teacher import net_state
+from qmimic.modules.from_checkpoint import net_state
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.results import format_metrics, write_json

@@ -2,46 +2,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-from trees import tiny_voc, voc_object, write_voc
+from trees import VOC_XML, tiny_voc, voc_object, write_voc
 
 import qmimic.data.voc_download as voc_download
 from qmimic.data.sources import VOCSource
 from qmimic.data.voc import VOC_CLASSES, BadSampleError, VOCDataset, parse_voc_annotation
 from qmimic.errors import UserError
 
-XML = """<annotation><filename>{name}.jpg</filename>
-<size><width>40</width><height>30</height><depth>3</depth></size>
-{objects}</annotation>"""
+
+def xml(name: str, objects: str) -> str:
+    return VOC_XML.format(year=2007, name=name, width=40, height=30, objects=objects)
 
 
-def obj(name: str, box: tuple, difficult: str | None = "0") -> str:
-    tag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
-    x1, y1, x2, y2 = box
-    return (
-        f"<object><name>{name}</name><truncated>0</truncated>{tag}<bndbox><xmin>{x1}</xmin>"
-        f"<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
-    )
-
-
-def make_voc(root: Path, entries: dict[str, str], image_set: str = "test", mode: str = "RGB"):
-    year = root / "VOCdevkit" / "VOC2007"
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
-        (year / sub).mkdir(parents=True, exist_ok=True)
-    for name, objects in entries.items():
-        Image.new(mode, (40, 30), 128).save(year / "JPEGImages" / f"{name}.jpg")
-        (year / "Annotations" / f"{name}.xml").write_text(XML.format(name=name, objects=objects))
-    (year / "ImageSets" / "Main" / f"{image_set}.txt").write_text("\n".join(entries) + "\n")
+def make_voc(root: Path, entries: dict[str, str], mode: str = "RGB") -> None:
+    write_voc(root, 2007, entries, {"test": list(entries)}, size=(40, 30), mode=mode)
 
 
 def test_parse_boxes_labels_and_difficult(tmp_path: Path):
     path = tmp_path / "a.xml"
     objects = (
-        obj("dog", (1, 2, 20, 25))
-        + obj("person", (5, 5, 9, 9), "1")
-        + obj("car", (3, 4, 8, 9), None)
+        voc_object("dog", (1, 2, 20, 25))
+        + voc_object("person", (5, 5, 9, 9), "1")
+        + voc_object("car", (3, 4, 8, 9), None)
     )
-    path.write_text(XML.format(name="a", objects=objects))
+    path.write_text(xml(name="a", objects=objects))
     target = parse_voc_annotation(path, VOC_CLASSES)
     assert target["boxes"].tolist() == [[1, 2, 20, 25], [5, 5, 9, 9], [3, 4, 8, 9]]
     assert target["labels"].tolist() == [VOC_CLASSES.index(n) + 1 for n in ("dog", "person", "car")]
@@ -52,7 +36,7 @@ def test_parse_boxes_labels_and_difficult(tmp_path: Path):
 
 def test_parse_image_without_objects(tmp_path: Path):
     path = tmp_path / "empty.xml"
-    path.write_text(XML.format(name="empty", objects=""))
+    path.write_text(xml(name="empty", objects=""))
     target = parse_voc_annotation(path, VOC_CLASSES)
     assert target["boxes"].shape == (0, 4)
     assert target["labels"].shape == (0,)
@@ -62,9 +46,9 @@ def test_parse_image_without_objects(tmp_path: Path):
     "content, message",
     [
         ("<annotation><object>", "cannot parse"),
-        (XML.format(name="x", objects=obj("unicorn", (1, 1, 5, 5))), "unknown class 'unicorn'"),
-        (XML.format(name="x", objects=obj("dog", (9, 1, 5, 5))), "inverted box"),
-        (XML.format(name="x", objects="<object><name>dog</name></object>"), "no <bndbox>"),
+        (xml(name="x", objects=voc_object("unicorn", (1, 1, 5, 5))), "unknown class 'unicorn'"),
+        (xml(name="x", objects=voc_object("dog", (9, 1, 5, 5))), "inverted box"),
+        (xml(name="x", objects="<object><name>dog</name></object>"), "no <bndbox>"),
     ],
 )
 def test_malformed_annotation_names_the_file(tmp_path: Path, content: str, message: str):
@@ -76,7 +60,11 @@ def test_malformed_annotation_names_the_file(tmp_path: Path, content: str, messa
 
 
 def test_dataset_reads_grayscale_and_drops_difficult_for_training(tmp_path: Path):
-    make_voc(tmp_path, {"g1": obj("cat", (2, 3, 30, 20)) + obj("cat", (4, 4, 8, 8), "1")}, mode="L")
+    make_voc(
+        tmp_path,
+        {"g1": voc_object("cat", (2, 3, 30, 20)) + voc_object("cat", (4, 4, 8, 8), "1")},
+        mode="L",
+    )
     eval_set = VOCDataset(tmp_path, 2007, "test", keep_difficult=True)
     image, target = eval_set[0]
     assert image.shape == (3, 30, 40) and image.dtype == torch.float32
@@ -94,7 +82,7 @@ def test_missing_image_set_names_expected_layout(tmp_path: Path):
 
 
 def test_corrupt_image_names_the_file(tmp_path: Path):
-    make_voc(tmp_path, {"c1": obj("cat", (2, 3, 30, 20))})
+    make_voc(tmp_path, {"c1": voc_object("cat", (2, 3, 30, 20))})
     image_path = tmp_path / "VOCdevkit/VOC2007/JPEGImages/c1.jpg"
     image_path.write_bytes(b"not a jpeg")
     with pytest.raises(BadSampleError, match="cannot read image") as info:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import compose_train_config, tiny_overrides
+from helpers import compose_train_config, run_cli, tiny_overrides
 from qmimic.train import CONFIG_DIR, build_net
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 
 
 def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "qmimic.train", *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("qmimic.train", *overrides, cwd=cwd)
 
 
 def test_every_combination_has_a_config():

@@ -14,8 +14,8 @@ from qmimic.modules.detector_module import (
     SchedulerFactory,
     training_targets,
 )
+from qmimic.modules.from_checkpoint import freeze, load_detector
 from qmimic.modules.mimic import REGION_READS, mimic_loss, native_crops, read_regions
-from qmimic.modules.teacher import freeze, load_detector
 from qmimic.quant import FeatureQuantizer
 
 REGION_SOURCES = ("student", "teacher", "gt")

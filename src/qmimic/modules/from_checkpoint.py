@@ -26,15 +26,13 @@ def net_state(checkpoint: dict) -> dict:
     return {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
 
-def load_detector(path: str | Path) -> TwoStageDetector:
-    """Rebuild and load the detector stored in a qmimic checkpoint (architecture from the config
-    saved inside it).
+def detector_from_checkpoint(checkpoint: dict, path: str | Path) -> tuple[TwoStageDetector, dict]:
+    """The detector stored in a loaded qmimic checkpoint, and the run config saved with it.
 
     Raises:
-        UserError: missing/corrupt file, a checkpoint not written by qmimic, or weights that do
-        not fit the architecture its config describes.
+        UserError: a checkpoint not written by qmimic, or weights that do not fit the
+        architecture its config describes.
     """
-    checkpoint = load_checkpoint(path)
     config = checkpoint.get("qmimic_config")
     if config is None:
         raise UserError(f"{path} has no qmimic config; pass a checkpoint written by qmimic.train")
@@ -42,7 +40,16 @@ def load_detector(path: str | Path) -> TwoStageDetector:
     state = net_state(checkpoint)
     check_matches(state, detector, path)
     detector.load_state_dict(state)
-    return detector
+    return detector, config
+
+
+def load_detector(path: str | Path) -> TwoStageDetector:
+    """Rebuild and load the detector stored in the qmimic checkpoint at ``path``.
+
+    Raises:
+        UserError: missing/corrupt file, or see :func:`detector_from_checkpoint`.
+    """
+    return detector_from_checkpoint(load_checkpoint(path), path)[0]
 
 
 def freeze(module: nn.Module) -> nn.Module:
