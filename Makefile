@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 .PHONY: setup
 setup: $(STAMP) ## create .venv and install qmimic with pinned torch/torchvision (no-op when up to date)
 
+DEMO_STAGES := teacher qteacher scratch mimic qmimic
+
 .PHONY: demo
-demo: setup ## train the default teacher on the built-in shapes data and print its test mAP
-	$(BIN)/python -m qmimic.train $(ARGS)
+demo: setup ## the whole method on the built-in shapes data: teacher, quantized teacher, 1/16 students; prints the table
+	$(BIN)/python -m qmimic.pipeline --out outputs/demo --stages $(DEMO_STAGES) $(ARGS)
 
 .PHONY: test
 test: setup ## run the default test suite (unit, config and smoke tests; < 10 min on 2 cores)

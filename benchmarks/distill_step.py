@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--roi-sampling-ratio", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    sizes = dict(min_size=args.size, max_size=args.size)
+    sizes = dict(min_size=args.size, max_size=args.size, roi_sampling_ratio=args.roi_sampling_ratio)
     teacher = build_detector(width=args.teacher_width, **CPU_BUDGET, **sizes)
     budget = {k: list(v) if isinstance(v, tuple) else v for k, v in CPU_BUDGET.items()}
     target = "qmimic.models.build_detector"

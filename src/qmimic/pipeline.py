@@ -79,11 +79,18 @@ def _mean_spread(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
 
 
+def _minutes(runs: list[dict]) -> str:
+    """Mean wall time of a stage's runs, in minutes."""
+    times = [r["wall_time_s"] for r in runs if "wall_time_s" in r]
+    return f"{statistics.mean(times) / 60:.1f}" if times else "-"
+
+
 def summarize(results: dict[str, list[dict]]) -> tuple[str, dict]:
     """Markdown table and JSON summary over seeds: mean ± standard deviation, in points."""
     lines = [
-        "| model | VOC07 mAP@0.5 | COCO mAP | COCO mAP@0.5 | parameters | GFLOPs | seeds |",
-        "|---|---|---|---|---|---|---|",
+        "| model | VOC07 mAP@0.5 | COCO mAP | COCO mAP@0.5 | parameters | GFLOPs | minutes "
+        "| seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     summary = {}
     for name, runs in results.items():
@@ -97,7 +104,7 @@ def summarize(results: dict[str, list[dict]]) -> tuple[str, dict]:
             f"| {name} | {_mean_spread(column['test/voc07_map'])} | "
             f"{_mean_spread(column['test/map'])} | {_mean_spread(column['test/map_50'])} | "
             f"{first.get('parameters', 0):,} | "
-            f"{'-' if gflops is None else f'{gflops:.3f}'} | {len(runs)} |"
+            f"{'-' if gflops is None else f'{gflops:.3f}'} | {_minutes(runs)} | {len(runs)} |"
         )
         summary[name] = {"runs": runs, **{k: v for k, v in column.items()}}
     return "\n".join(lines) + "\n", summary

@@ -23,7 +23,12 @@ def test_data_config_builds(data: str, tmp_path: Path):
     cfg = compose_train_config([f"data={data}", f"data.root={tmp_path}"], tmp_path)
     assert cfg.data.eval_protocol == PROTOCOLS.get(data, cfg.data.eval_protocol)
     assert cfg.model.min_size == cfg.data.input.min_size
-    for key in ("rpn_pre_nms_top_n_train", "box_batch_size_per_image", "roi_output_size"):
+    for key in (
+        "rpn_pre_nms_top_n_train",
+        "box_batch_size_per_image",
+        "roi_output_size",
+        "roi_sampling_ratio",
+    ):
         assert key in cfg.data.budget
     for key in ("root", "batch_size", "num_workers", "hflip", "on_bad_sample"):
         assert key in cfg.data

@@ -50,7 +50,12 @@ def test_mimic_loss_is_zero_for_identical_features_and_positive_otherwise():
 def test_regions_read_the_same_boxes_on_both_maps():
     features = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
     boxes = [torch.tensor([[0.0, 0.0, 32.0, 32.0]]), torch.tensor([[16.0, 16.0, 64.0, 48.0]])]
-    assert read_regions(features, boxes, stride=16, output_size=2).shape == (2, 1, 2, 2)
+    assert read_regions(features, boxes, stride=16, output_size=2, sampling_ratio=2).shape == (
+        2,
+        1,
+        2,
+        2,
+    )
     crops = native_crops(features, boxes, stride=16)
     assert [tuple(c.shape) for c in crops] == [(1, 2, 2), (1, 2, 3)]
     assert crops[1][0, 0, 0].item() == features[1, 0, 1, 1].item()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from qmimic.models.fast_rcnn_head import TrainingRegions
 from qmimic.models.rpn import ProposalNetwork
 
 Targets = list[dict[str, Tensor]]
@@ -35,6 +36,14 @@ class RegionHead(Protocol):
         image_sizes: list[tuple[int, int]],
         targets: Targets,
     ) -> dict[str, Tensor]: ...
+
+    def losses_and_regions(
+        self,
+        features: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: Targets,
+    ) -> tuple[dict[str, Tensor], TrainingRegions]: ...
 
     def detect(
         self, features: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]
@@ -96,6 +105,13 @@ class TwoStageDetector(nn.Module):
     ) -> dict[str, Tensor]:
         """Region-head losses for ``proposals`` against ``targets`` (resized frame)."""
         return self.roi_heads.losses(features, proposals, images.image_sizes, targets)
+
+    def roi_losses_and_regions(
+        self, images: ImageList, features: Tensor, proposals: list[Tensor], targets: Targets
+    ) -> tuple[dict[str, Tensor], TrainingRegions]:
+        """:meth:`roi_losses`, plus the regions the head sampled and pooled to compute them
+        (distillation mimics on those regions without reading the student's map twice)."""
+        return self.roi_heads.losses_and_regions(features, proposals, images.image_sizes, targets)
 
     def losses(self, images: list[Tensor], targets: Targets) -> dict[str, Tensor]:
         """All detection losses for one batch.

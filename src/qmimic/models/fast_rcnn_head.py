@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import roi_align
@@ -33,6 +35,21 @@ class SingleMapRoIAlign(nn.Module):
         )
 
 
+@dataclass
+class TrainingRegions:
+    """The regions a head trained on in one step, for losses that look at the same regions.
+
+    Attributes:
+        boxes: per image ``[R_i, 4]`` xyxy, resized-image pixels: the sampled proposals, ground
+            truth included, in the order of ``pooled``.
+        pooled: ``[sum R_i, C, S, S]`` read from the feature map by the head's own RoIAlign (with
+            autograd), or ``None`` for heads that pool other maps (R-FCN pools score maps).
+    """
+
+    boxes: list[Tensor]
+    pooled: Tensor | None
+
+
 class FastRCNNHead(RoIHeads):
     """torchvision's ``RoIHeads`` (box branch only) with explicit ``losses`` and ``detect``.
 
@@ -42,14 +59,45 @@ class FastRCNNHead(RoIHeads):
     box coder and post-processing stay torchvision's.
     """
 
-    def scores(
+    def pool(
         self, features: Tensor, boxes: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> Tensor | None:
+        """Region features ``[R, C, S, S]`` read from the feature map, ``R`` = all boxes in order;
+        ``None`` for heads that read other maps."""
+        return self.box_roi_pool(features, boxes, image_sizes)
+
+    def scores(
+        self,
+        features: Tensor,
+        boxes: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        pooled: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Class logits ``[R, num_classes]`` and box deltas ``[R, num_classes * 4]``.
 
         ``R`` counts the boxes of all images, in order; deltas are relative to each box.
+        ``pooled`` is :meth:`pool`'s output for these boxes when the caller has it already.
         """
-        return self.box_predictor(self.box_head(self.box_roi_pool(features, boxes, image_sizes)))
+        if pooled is None:
+            pooled = self.pool(features, boxes, image_sizes)
+        return self.box_predictor(self.box_head(pooled))
+
+    def losses_and_regions(
+        self,
+        features: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]],
+    ) -> tuple[dict[str, Tensor], TrainingRegions]:
+        """:meth:`losses`, plus the sampled regions they were computed on."""
+        rois, _, labels, regression_targets = self.select_training_samples(
+            [p.detach() for p in proposals], targets
+        )
+        pooled = self.pool(features, rois, image_sizes)
+        class_logits, box_regression = self.scores(features, rois, image_sizes, pooled)
+        loss_cls, loss_box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        losses = {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+        return losses, TrainingRegions(rois, pooled)
 
     def losses(
         self,
@@ -59,12 +107,7 @@ class FastRCNNHead(RoIHeads):
         targets: list[dict[str, Tensor]],
     ) -> dict[str, Tensor]:
         """Classification and box-regression losses on sampled proposals (ground truth added)."""
-        rois, _, labels, regression_targets = self.select_training_samples(
-            [p.detach() for p in proposals], targets
-        )
-        class_logits, box_regression = self.scores(features, rois, image_sizes)
-        loss_cls, loss_box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
-        return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+        return self.losses_and_regions(features, proposals, image_sizes, targets)[0]
 
     def detect(
         self,

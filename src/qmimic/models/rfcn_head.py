@@ -56,8 +56,18 @@ class RFCNHead(FastRCNNHead):
     :class:`~qmimic.models.fast_rcnn_head.FastRCNNHead`.
     """
 
-    def scores(
+    def pool(
         self, features: Tensor, boxes: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> None:
+        """R-FCN pools its score maps, not the feature map: nothing to share."""
+        return None
+
+    def scores(
+        self,
+        features: Tensor,
+        boxes: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        pooled: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Voted class logits ``[R, num_classes]`` and deltas ``[R, num_classes * 4]``.
 

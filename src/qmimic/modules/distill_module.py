@@ -39,9 +39,13 @@ class DistillModule(DetectorModule):
         net: the student detector.
         teacher_ckpt: checkpoint written by ``qmimic.train`` (stage 1 or stage 2).
         mimic_weight: ``lambda``.
-        regions: ``"student"`` (the student's RPN proposals), ``"teacher"`` (the teacher's) or
-            ``"gt"`` (ground-truth boxes).
-        regions_per_image: at most this many top-scoring proposals per image are mimicked.
+        regions: ``"student"`` (the regions the student's RoI head samples from its RPN
+            proposals in this step, ground truth included, so the head's RoIAlign output is
+            mimicked directly and the student's map is read once), ``"teacher"`` (the teacher's
+            top proposals) or ``"gt"`` (ground-truth boxes).
+        regions_per_image: with ``regions="teacher"``, this many top-scoring teacher proposals
+            per image are mimicked (the student's sampled regions number
+            ``model.box_batch_size_per_image``).
         region_read: ``"roi_align"`` (fixed ``roi_size`` grid) or ``"native"`` (the feature cells
             each box covers, no resampling).
         quantize_teacher, quantize_student: apply ``Q`` to each side of the mimic loss.
@@ -89,6 +93,8 @@ class DistillModule(DetectorModule):
         self.quantize_teacher = quantize_teacher
         self.quantize_student = quantize_student
         self.normalize = normalize
+        # Read regions as the student's head reads them, so reused and read regions agree.
+        self.sampling_ratio = getattr(net.roi_heads.box_roi_pool, "sampling_ratio", 2)
 
     @property
     def teacher(self) -> TwoStageDetector:
@@ -103,18 +109,31 @@ class DistillModule(DetectorModule):
     def on_train_epoch_start(self) -> None:
         freeze(self.teacher)  # Lightning puts registered modules in train mode; be explicit
 
-    def _region_boxes(self, batch, proposals, targets, teacher_map) -> list[Tensor]:
+    def _teacher_boxes(self, batch, targets, teacher_map) -> list[Tensor]:
         if self.regions == "gt":
             return [t["boxes"] for t in targets]
-        if self.regions == "teacher":
-            proposals, _ = self.teacher.proposals(batch, self.teacher.neck(teacher_map))
+        proposals, _ = self.teacher.proposals(batch, self.teacher.neck(teacher_map))
         return [p[: self.regions_per_image].detach() for p in proposals]
+
+    def _can_reuse(self, pooled: Tensor | None) -> bool:
+        """Whether the head's pooled regions are what :meth:`_read` would return."""
+        return (
+            pooled is not None
+            and self.region_read == "roi_align"
+            and tuple(pooled.shape[-2:]) == (self.roi_size, self.roi_size)
+        )
 
     def _read(self, features: Tensor, boxes: list[Tensor]) -> Tensor | list[Tensor]:
         stride = 16
         if self.region_read == "native":
             return native_crops(features, boxes, stride=stride)
-        return read_regions(features, boxes, stride=stride, output_size=self.roi_size)
+        return read_regions(
+            features,
+            boxes,
+            stride=stride,
+            output_size=self.roi_size,
+            sampling_ratio=self.sampling_ratio,
+        )
 
     def _student_side(self, regions: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         def one(x: Tensor) -> Tensor:
@@ -130,14 +149,24 @@ class DistillModule(DetectorModule):
         batch, resized = self.net.prepare(images, training_targets(targets))
         student_map = self.net.features(batch)
         proposals, rpn_losses = self.net.proposals(batch, student_map, resized)
-        losses = rpn_losses | self.net.roi_losses(batch, student_map, proposals, resized)
+        roi_losses, sampled = self.net.roi_losses_and_regions(
+            batch, student_map, proposals, resized
+        )
+        losses = rpn_losses | roi_losses
         with torch.no_grad():
             teacher_map = self.teacher.trunk(batch.tensors)
-            boxes = self._region_boxes(batch, proposals, resized, teacher_map)
+            if self.regions == "student":
+                boxes = [b.detach() for b in sampled.boxes]
+            else:
+                boxes = self._teacher_boxes(batch, resized, teacher_map)
             if self.quantize_teacher:
                 teacher_map = self.mimic_quantizer(teacher_map)
             teacher_regions = self._read(teacher_map, boxes)
-        student_regions = self._student_side(self._read(student_map, boxes))
+        if self.regions == "student" and self._can_reuse(sampled.pooled):
+            student_regions = sampled.pooled  # the head's own RoIAlign output: read once
+        else:
+            student_regions = self._read(student_map, boxes)
+        student_regions = self._student_side(student_regions)
         mimic = mimic_loss(teacher_regions, student_regions, normalize=self.normalize)
         losses["loss_mimic"] = self.mimic_weight * mimic
         return losses

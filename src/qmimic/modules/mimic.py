@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 from torchvision.ops import roi_align
 
 REGION_READS = ("roi_align", "native")
 
 
-def read_regions(features: Tensor, boxes: list[Tensor], *, stride: int, output_size: int) -> Tensor:
+def read_regions(
+    features: Tensor, boxes: list[Tensor], *, stride: int, output_size: int, sampling_ratio: int
+) -> Tensor:
     """Region features by RoIAlign: ``[sum R_i, C, S, S]`` for per-image boxes (xyxy, pixels of
     the resized frame) on a stride-``stride`` map ``[B, C, H, W]``."""
     return roi_align(
         features, boxes, output_size=output_size, spatial_scale=1.0 / stride,
-        sampling_ratio=2, aligned=True,
+        sampling_ratio=sampling_ratio, aligned=True,
     )  # fmt: skip
 
 
@@ -51,11 +54,13 @@ def mimic_loss(
             student_regions.sum() * 0.0 if isinstance(student_regions, Tensor) else torch.zeros(())
         )
     if isinstance(teacher_regions, Tensor):
-        squared = (teacher_regions - student_regions).pow(2).flatten(1)
-        per_region = squared.mean(1) if normalize else squared.sum(1)
-    else:
-        per_region = torch.stack([
-            (t - s).pow(2).mean() if normalize else (t - s).pow(2).sum()
-            for t, s in zip(teacher_regions, student_regions, strict=True)
-        ])  # fmt: skip
+        # Equal-size regions: sum_i mean_i / (2N) is the mean over all elements / 2, which
+        # mse_loss computes in one pass.
+        if normalize:
+            return F.mse_loss(student_regions, teacher_regions) / 2
+        return F.mse_loss(student_regions, teacher_regions, reduction="sum") / (2 * count)
+    per_region = torch.stack([
+        (t - s).pow(2).mean() if normalize else (t - s).pow(2).sum()
+        for t, s in zip(teacher_regions, student_regions, strict=True)
+    ])  # fmt: skip
     return per_region.sum() / (2 * count)

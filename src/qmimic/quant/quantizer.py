@@ -13,6 +13,24 @@ from torch import Tensor, nn
 GRADIENTS = ("identity", "clipped")
 
 
+class _StraightThrough(torch.autograd.Function):
+    """``quantize(x)`` forward, identity backward. Written as a Function rather than
+    ``x + (q - x).detach()`` because that costs two extra passes over the tensor forward and one
+    backward, which shows on the mimic loss's region tensors."""
+
+    @staticmethod
+    def forward(x: Tensor, quantize) -> Tensor:
+        return quantize(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
 class FeatureQuantizer(nn.Module):
     """Quantize a feature map ``[B, C, H, W]`` (any shape) onto ``{0, s, ..., (L - 1) s}``.
 
@@ -74,10 +92,10 @@ class FeatureQuantizer(nn.Module):
 
     def quantize(self, x: Tensor) -> Tensor:
         """Forward values only (no gradient rule): nearest level, ties to the lower level."""
-        levels = torch.ceil(x / self.step - 0.5).clamp(min=0)
+        levels = (x / self.step).sub_(0.5).ceil_().clamp_(min=0)  # one new tensor, then in place
         if self.num_levels is not None:
-            levels = levels.clamp(max=self.num_levels - 1)
-        return levels * self.step
+            levels = levels.clamp_(max=self.num_levels - 1)
+        return levels.mul_(self.step)
 
     def forward(self, x: Tensor) -> Tensor:
         if self._observed is not None:
@@ -85,10 +103,12 @@ class FeatureQuantizer(nn.Module):
             return x
         if not self.enabled:
             return x
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return self.quantize(x)  # plain tensor ops: what inference and ONNX export see
         if self.gradient == "clipped":
             # clamp has zero gradient outside the range, which is the clipped straight-through rule
             x = x.clamp(min=0) if self.top is None else torch.minimum(x.clamp(min=0), self.top)
-        return x + (self.quantize(x) - x).detach()
+        return _StraightThrough.apply(x, self.quantize)
 
     # ------------------------------------------------------------------ calibration
 
