@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qmimic.data.shapes import ShapesSpec
-from qmimic.train import CONFIG_DIR
+from qmimic.train import CONFIG_DIR, build_net
 
 TINY_SPEC = ShapesSpec(num_train=8, num_val=4, num_test=4, image_size=96, max_object_size=48)
 
@@ -65,3 +66,20 @@ def run_cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProc
         text=True,
         timeout=300,
     )
+
+
+def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path) -> Path:
+    """A checkpoint of ``experiment``'s detector in the format ``qmimic.train`` writes (weights
+    random, quantizers uncalibrated): a stand-in stage input for tests."""
+    cfg = compose_train_config([f"+experiment={experiment}", *overrides], path.parent)
+    with open_dict(cfg):
+        cfg.init_ckpt = None
+    net, _ = build_net(cfg)
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "qmimic_config": OmegaConf.to_container(cfg, resolve=True),
+        },
+        path,
+    )
+    return path

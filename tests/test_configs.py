@@ -20,7 +20,7 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_builds(experiment: str, tmp_path: Path):
-    cfg = compose_train_config([f"+experiment={experiment}"], tmp_path)
+    cfg = compose_train_config([f"+experiment={experiment}", "model.pretrained=false"], tmp_path)
     assert cfg.task_name == experiment
     assert cfg.model.num_classes == cfg.data.num_classes
     stage_inputs = set(missing_keys(cfg))

@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import OmegaConf
 
 
 def wandb_is_configured() -> bool:
@@ -26,3 +29,34 @@ def wandb_logger(*, offline: bool | None = None, **kwargs: Any) -> WandbLogger:
     if offline is None:
         offline = not wandb_is_configured()
     return WandbLogger(offline=offline, **kwargs)
+
+
+def _sweep() -> tuple[str, int] | None:
+    """``(sweep directory name, job number)`` inside a Hydra multirun job, else None."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return Path(hydra_cfg.sweep.dir).name, int(hydra_cfg.job.num)
+
+
+def run_group(task_name: str) -> str:
+    """Logger group: the task name, plus the sweep's name inside a multirun, so that the jobs of
+    one sweep form one group (``${run_group:${task_name}}`` in the logger configs)."""
+    sweep = _sweep()
+    return task_name if sweep is None else f"{task_name}-sweep-{sweep[0]}"
+
+
+def run_name(task_name: str, seed: int) -> str:
+    """Logger run name: task and seed, plus the job number inside a multirun."""
+    sweep = _sweep()
+    job = "" if sweep is None else f"-job{sweep[1]}"
+    return f"{task_name}{job}-seed{seed}"
+
+
+def register_resolvers() -> None:
+    """Make ``run_group`` and ``run_name`` usable in configs (idempotent)."""
+    for name, function in (("run_group", run_group), ("run_name", run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmimic.results import write_json
+from qmimic.summary import mean_spread, write_summary
 
 
 @dataclass(frozen=True)
@@ -72,42 +71,25 @@ def run_stage(stage: Stage, seed: int, out: Path, overrides: list[str]) -> dict:
     return json.loads(results_path.read_text())
 
 
-def _mean_spread(values: list[float]) -> str:
-    if not values:
-        return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
-
-def _minutes(runs: list[dict]) -> str:
-    """Mean wall time of a stage's runs, in minutes."""
-    times = [r["wall_time_s"] for r in runs if "wall_time_s" in r]
-    return f"{statistics.mean(times) / 60:.1f}" if times else "-"
-
-
-def summarize(results: dict[str, list[dict]]) -> tuple[str, dict]:
-    """Markdown table and JSON summary over seeds: mean ± standard deviation, in points."""
-    lines = [
-        "| model | VOC07 mAP@0.5 | COCO mAP | COCO mAP@0.5 | parameters | GFLOPs | minutes "
-        "| seeds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    summary = {}
-    for name, runs in results.items():
-        column = {
-            key: [r[key] for r in runs if key in r]
-            for key in ("test/voc07_map", "test/map", "test/map_50")
-        }
-        first = runs[0]
-        gflops = first.get("gflops")
-        lines.append(
-            f"| {name} | {_mean_spread(column['test/voc07_map'])} | "
-            f"{_mean_spread(column['test/map'])} | {_mean_spread(column['test/map_50'])} | "
-            f"{first.get('parameters', 0):,} | "
-            f"{'-' if gflops is None else f'{gflops:.3f}'} | {_minutes(runs)} | {len(runs)} |"
-        )
-        summary[name] = {"runs": runs, **{k: v for k, v in column.items()}}
-    return "\n".join(lines) + "\n", summary
+def ordering_verdict(
+    results: dict[str, list[dict]],
+    order: tuple[str, ...] = ("qmimic", "mimic", "scratch"),
+    key: str = "test/voc07_map",
+) -> str:
+    """Whether the paper's ordering of the students holds on the mean of ``key`` ("" when a
+    stage or the metric is missing)."""
+    means = []
+    for name in order:
+        values = [r[key] for r in results.get(name, []) if key in r]
+        if not values:
+            return ""
+        means.append(mean_spread(values)[0])
+    holds = all(a > b for a, b in zip(means[:-1], means[1:], strict=True))
+    shown = " / ".join(f"{name} {100 * m:.1f}" for name, m in zip(order, means, strict=True))
+    return (
+        f"Paper's ordering {' > '.join(order)} on mean {key}: "
+        f"{'holds' if holds else 'does NOT hold'} ({shown})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,10 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for stage in stages:
             results[stage.name].append(run_stage(stage, seed, args.out, args.overrides))
-    table, summary = summarize(results)
-    (args.out / "summary.md").write_text(table)
-    write_json(args.out / "summary.json", summary)
-    print(f"\n{table}\nwritten to {args.out / 'summary.md'} and {args.out / 'summary.json'}")
+    table = write_summary(args.out, results)
+    verdict = ordering_verdict(results)
+    if verdict:
+        with (args.out / "summary.md").open("a") as handle:
+            handle.write(f"\n{verdict}\n")
+    print(f"\n{table}\n{verdict}\nwritten to {args.out / 'summary.md'} and summary.json")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from qmimic.callbacks import ConfigInCheckpoint
 from qmimic.checkpoints import check_matches, load_checkpoint
 from qmimic.errors import UserError, exit_on_user_error
+from qmimic.loggers import register_resolvers
 from qmimic.models import TwoStageDetector, model_report
 from qmimic.modules.from_checkpoint import net_state
 from qmimic.quant import QuantizationPlan, feature_quantizers
@@ -26,6 +27,7 @@ from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.results import format_metrics, write_json
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+register_resolvers()
 
 
 def _experiment_name() -> str:
@@ -110,6 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if plan is not None and plan.calibration_batches > 0:
         callbacks.append(CalibrateQuantizers(plan.calibration_batches))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for logger in loggers:  # the whole config, so dashboards can compare runs by any key
+        logger.log_hyperparams(resolved)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
     )

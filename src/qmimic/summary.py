@@ -1,0 +1,79 @@
+"""Tables over several runs' ``results.json``: mean and spread per group (stage, sweep point).
+
+Used by the pipeline (one group per stage, one run per seed) and by Hydra sweeps (one group per
+combination of swept values, seeds pooled).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from qmimic.results import write_json
+
+# results.json key -> column title, in table order; a column appears when some run has the key.
+METRIC_COLUMNS = {
+    "test/voc07_map": "VOC07 mAP@0.5",
+    "test/wider_easy": "WIDER easy AP",
+    "test/wider_medium": "WIDER medium AP",
+    "test/wider_hard": "WIDER hard AP",
+    "test/map": "COCO mAP",
+    "test/map_50": "COCO mAP@0.5",
+}
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), spread
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean, spread = mean_spread(values)
+    return f"{100 * mean:.1f} ± {100 * spread:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+
+
+def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str, dict]:
+    """A markdown table (metrics in points, mean ± standard deviation over each group's runs)
+    and its JSON form: per group the values, mean and std of every metric (as fractions), the
+    model's parameters and GFLOPs, mean minutes and the number of runs."""
+    keys = [k for k in METRIC_COLUMNS if any(k in r for runs in groups.values() for r in runs)]
+    titles = [label, *(METRIC_COLUMNS[k] for k in keys), "parameters", "GFLOPs", "minutes", "runs"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    summary = {}
+    for name, runs in groups.items():
+        values = {k: [float(r[k]) for r in runs if k in r] for k in keys}
+        times = [r["wall_time_s"] / 60 for r in runs if "wall_time_s" in r]
+        facts = {
+            "parameters": runs[0].get("parameters"),
+            "gflops": runs[0].get("gflops"),
+            "minutes": statistics.mean(times) if times else None,
+            "runs": len(runs),
+        }
+        cells = [_cell(values[k]) for k in keys]
+        cells.append("-" if facts["parameters"] is None else f"{facts['parameters']:,}")
+        cells.append("-" if facts["gflops"] is None else f"{facts['gflops']:.3f}")
+        cells.append("-" if facts["minutes"] is None else f"{facts['minutes']:.1f}")
+        cells.append(str(len(runs)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        summary[name] = {
+            **facts,
+            "metrics": {
+                k: {"values": v, "mean": mean_spread(v)[0], "std": mean_spread(v)[1]}
+                for k, v in values.items()
+                if v
+            },
+            "output_dirs": [r.get("output_dir") for r in runs],
+        }
+    return "\n".join(lines) + "\n", summary
+
+
+def write_summary(folder: Path, groups: dict[str, list[dict]], label: str = "model") -> str:
+    """Write ``summary.md`` and ``summary.json`` into ``folder``; returns the markdown table."""
+    table, summary = summarize(groups, label)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.md").write_text(table)
+    write_json(folder / "summary.json", summary)
+    return table
