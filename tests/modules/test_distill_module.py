@@ -50,12 +50,8 @@ def test_mimic_loss_is_zero_for_identical_features_and_positive_otherwise():
 def test_regions_read_the_same_boxes_on_both_maps():
     features = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
     boxes = [torch.tensor([[0.0, 0.0, 32.0, 32.0]]), torch.tensor([[16.0, 16.0, 64.0, 48.0]])]
-    assert read_regions(features, boxes, stride=16, output_size=2, sampling_ratio=2).shape == (
-        2,
-        1,
-        2,
-        2,
-    )
+    regions = read_regions(features, boxes, stride=16, output_size=2, sampling_ratio=2)
+    assert regions.shape == (2, 1, 2, 2)
     crops = native_crops(features, boxes, stride=16)
     assert [tuple(c.shape) for c in crops] == [(1, 2, 2), (1, 2, 3)]
     assert crops[1][0, 0, 0].item() == features[1, 0, 1, 1].item()
@@ -133,3 +129,26 @@ def test_teacher_stays_frozen_and_in_eval_mode_through_fit(teacher_ckpt, shapes_
 def test_missing_teacher_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
         make_module(tmp_path / "missing.ckpt")
+
+
+def test_student_regions_are_the_heads_own_pooled_regions(teacher_ckpt):
+    module = make_module(teacher_ckpt).train()
+    images = [torch.rand(3, 96, 96), torch.rand(3, 96, 96)]
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([2])}]
+    batch, resized = module.net.prepare(images, targets * 2)
+    features = module.net.features(batch)
+    proposals, _ = module.net.proposals(batch, features, resized)
+    _, sampled = module.net.roi_losses_and_regions(batch, features, proposals, resized)
+
+    assert module._can_reuse(sampled.pooled)
+    assert sum(len(b) for b in sampled.boxes) == len(sampled.pooled)
+    read_again = read_regions(
+        features, sampled.boxes, stride=16, output_size=7, sampling_ratio=module.sampling_ratio
+    )
+    torch.testing.assert_close(sampled.pooled, read_again)
+    # A different mimic grid cannot reuse the head's 7x7 regions: they are read afresh.
+    assert not make_module(teacher_ckpt, roi_size=5)._can_reuse(sampled.pooled)
+    assert (
+        make_module(teacher_ckpt, roi_size=5).detection_losses(images, targets * 2)["loss_mimic"]
+        > 0
+    )
