@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import tiny_overrides
+from helpers import run_cli, tiny_overrides
 
 FAST = [
     "trainer.max_epochs=1",
@@ -28,35 +28,31 @@ def train(*overrides: str, log_dir: Path, cache: Path) -> Path:
     return results.parent
 
 
-def test_teacher_quantized_teacher_then_students(shapes_cache: Path, tmp_path: Path):
-    teacher = train(
-        "+experiment=teacher_shapes", *FAST[:3], log_dir=tmp_path / "teacher", cache=shapes_cache
-    )
-    teacher_ckpt = teacher / "checkpoints" / "last.ckpt"
-    qteacher = train(
-        "+experiment=qteacher_shapes",
-        f"init_ckpt={teacher_ckpt}",
-        *FAST,
-        log_dir=tmp_path / "qteacher",
-        cache=shapes_cache,
-    )
-    stage2 = json.loads((qteacher / "results.json").read_text())
+def test_pipeline_runs_every_stage_writes_the_table_and_resumes(shapes_cache: Path, tmp_path: Path):
+    out = tmp_path / "demo"
+    command = [
+        "--out", str(out), "--stages", "teacher", "qteacher", "scratch", "mimic", "qmimic",
+        *tiny_overrides(shapes_cache, tmp_path / "logs"), *FAST[:3],
+    ]  # fmt: skip
+    first = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    table = (out / "summary.md").read_text()
+    for stage in ("teacher", "qteacher", "scratch", "mimic", "qmimic"):
+        assert f"| {stage} |" in table
+    assert "Paper's ordering qmimic > mimic > scratch on mean test/voc07_map" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["qmimic"]["runs"] == 1
+    assert summary["scratch"]["parameters"] < summary["teacher"]["parameters"]
+    stage2 = json.loads((out / "seed0" / "qteacher" / "results.json").read_text())
     assert 0 <= stage2["float/test/map_50"] <= 1 and 0 <= stage2["test/map_50"] <= 1
-    qteacher_ckpt = qteacher / "checkpoints" / "last.ckpt"
-    for experiment, teacher_path, extra in (
-        ("mimic_shapes", teacher_ckpt, []),  # float student: no quant group to override
-        ("qmimic_shapes", qteacher_ckpt, ["quant.calibration_batches=1"]),
-    ):
-        run = train(
-            f"+experiment={experiment}",
-            f"teacher_ckpt={teacher_path}",
-            "trainer.fast_dev_run=true",
-            *extra,
-            log_dir=tmp_path / experiment,
-            cache=shapes_cache,
-        )
-        results = json.loads((run / "results.json").read_text())
-        assert results["experiment"] == experiment and 0 <= results["test/voc07_map"] <= 1
+    qmimic = json.loads((out / "seed0" / "qmimic" / "results.json").read_text())
+    assert qmimic["experiment"] == "qmimic_shapes" and 0 <= qmimic["test/voc07_map"] <= 1
+
+    again = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done before, skipped") == 5
+    assert (out / "summary.md").read_text() == table
 
 
 def test_student_checkpoint_holds_no_teacher(shapes_cache: Path, tmp_path: Path):

@@ -27,6 +27,9 @@ class Stage:
     needs: dict[str, str]  # override key -> name of the stage whose last.ckpt it takes
 
 
+STAGE_NAMES = ("teacher", "qteacher", "scratch", "quant", "mimic", "qmimic")
+
+
 def stages_for(data: str) -> list[Stage]:
     return [
         Stage("teacher", f"teacher_{data}", {}),
@@ -100,11 +103,19 @@ def main(argv: list[str] | None = None) -> None:
         "--stages",
         nargs="+",
         default=None,
-        help="subset of teacher qteacher scratch quant mimic qmimic",
+        choices=STAGE_NAMES,
+        help="run only these stages (default: all)",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every stage")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides (key=value) passed to every stage"
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    # Overrides may follow a list option (``--stages a b key=value``); argparse would read them as
+    # stage names, so they are taken out first.
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_args([a for a in argv if a not in overrides])
+    args.overrides = overrides
     stages = [s for s in stages_for(args.data) if args.stages is None or s.name in args.stages]
     results: dict[str, list[dict]] = {s.name: [] for s in stages}
     for seed in args.seeds:
