@@ -37,7 +37,8 @@ class ResumeHint(L.Callback):
 
 class ConfigInCheckpoint(L.Callback):
     """Store the run's resolved config in every checkpoint (``checkpoint["qmimic_config"]``),
-    so a checkpoint alone is enough to rebuild its detector."""
+    so a checkpoint alone is enough to rebuild its detector, and the data's class names
+    (``checkpoint["qmimic_class_names"]``, label 1 first) so that predictions can be named."""
 
     def __init__(self, config: dict):
         self.config = config
@@ -46,3 +47,6 @@ class ConfigInCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
     ) -> None:
         checkpoint["qmimic_config"] = self.config
+        class_names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        if class_names is not None:
+            checkpoint["qmimic_class_names"] = list(class_names)
