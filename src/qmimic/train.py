@@ -2,6 +2,10 @@
 
 Writes into the Hydra run directory: ``config.yaml`` (resolved), ``checkpoints/{last,best}.ckpt``,
 logger output, and ``results.json`` with the test metrics and the facts of the run.
+
+Under DDP (``trainer=ddp trainer.devices=N``) Lightning re-runs this command for ranks 1..N-1
+and passes them rank 0's ``hydra.run.dir``, so every rank resolves the same output directory;
+only global rank 0 writes files or prints the run's summary lines.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from qmimic.callbacks import ConfigInCheckpoint
@@ -28,6 +34,12 @@ from qmimic.results import format_metrics, write_json
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register_resolvers()
+
+
+@rank_zero_only
+def _say(message: str) -> None:
+    """Print from global rank 0 only (every process of a DDP run executes this script)."""
+    print(message, flush=True)
 
 
 def _experiment_name() -> str:
@@ -66,7 +78,7 @@ def build_net(cfg: DictConfig) -> tuple[TwoStageDetector, QuantizationPlan | Non
     plan = instantiate(cfg.quant) if cfg.get("quant") else None
     if plan is not None:
         placed = plan.apply(net)
-        print(f"quantizers on: {', '.join(placed)}", flush=True)
+        _say(f"quantizers on: {', '.join(placed)}")
     return net, plan
 
 
@@ -89,6 +101,35 @@ def _check_resume(ckpt_path: str | None, module: L.LightningModule) -> str | Non
     return str(Path(ckpt_path).expanduser())
 
 
+def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) -> None:
+    """Refuse what cannot run on several processes, before anything is written.
+
+    A sweep (``-m``): Lightning starts ranks 1..N-1 by re-running the command line with
+    ``hydra.run.dir`` added; under ``-m`` that command is the whole sweep, so each extra
+    process would run every job into directories of its own. (Under torchrun or SLURM the
+    processes exist beforehand.) Aspect-ratio grouping: its batch sampler draws batches from
+    the whole training set, and Lightning cannot shard it between processes.
+    """
+    if trainer.world_size < 2:
+        return
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and environment is not None
+        and not environment.creates_processes_externally
+    ):
+        raise UserError(
+            "a sweep (-m) cannot start DDP processes: run each combination as its own "
+            "`python -m qmimic.train trainer=ddp ...` command, or sweep with trainer.devices=1"
+        )
+    if getattr(datamodule, "aspect_ratio_grouping", False):
+        raise UserError(
+            "data.aspect_ratio_grouping=true cannot be split between DDP processes; "
+            "pass data.aspect_ratio_grouping=false"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test the configured model; returns what it writes to ``results.json``."""
     started = time.perf_counter()
@@ -107,7 +148,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_from = _check_resume(cfg.get("ckpt_path"), module)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    OmegaConf.save(OmegaConf.create(resolved), output_dir / "config.yaml")
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if plan is not None and plan.calibration_batches > 0:
         callbacks.append(CalibrateQuantizers(plan.calibration_batches))
@@ -117,12 +157,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
     )
+    _check_distributed(trainer, datamodule)
+    if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
+        OmegaConf.save(OmegaConf.create(resolved), output_dir / "config.yaml")
     report = model_report(module.net)  # at the test-time input size and proposal budget
     height, width = report["input_size"]
-    print(
+    _say(
         f"model: {cfg.model.arch} {cfg.model.framework} width={cfg.model.width} "
-        f"parameters={report['parameters']:,} GFLOPs={report['gflops']:.3f} at {height}x{width}",
-        flush=True,
+        f"parameters={report['parameters']:,} GFLOPs={report['gflops']:.3f} at {height}x{width}"
     )
 
     before = {}
@@ -144,8 +186,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **before,
         **{k: float(v) for k, v in metrics.items()},
     }
-    write_json(output_dir / "results.json", results)
-    print(f"\nresults written to {output_dir / 'results.json'}\n{format_metrics(metrics)}")
+    if trainer.is_global_zero:  # metrics are gathered over all ranks: the same on each
+        write_json(output_dir / "results.json", results)
+        _say(f"\nresults written to {output_dir / 'results.json'}\n{format_metrics(metrics)}")
     return results
 
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from qmimic.data.bad_samples import SkipBadSamples, check_policy
 from qmimic.data.grouping import GroupedBatchSampler, aspect_groups
 from qmimic.data.report import DataReport
+from qmimic.data.sharding import ContiguousShardSampler, distributed_world
 from qmimic.data.transforms import RandomHorizontalFlip
 
 Batch = tuple[list[Tensor], list[dict]]
@@ -142,7 +143,10 @@ class DetectionDataModule(L.LightningDataModule):
             collate_fn=collate_detection,
         )
         if not train:
-            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
+            # Under DDP each process scores its own block of the split, every image once (see
+            # ContiguousShardSampler); training batches are sharded by Lightning.
+            sampler = ContiguousShardSampler(dataset) if distributed_world() > 1 else None
+            return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler, **common)
         if self.aspect_ratio_grouping:
             groups = aspect_groups(self.splits[split])
             sampler = GroupedBatchSampler(groups, self.batch_size, seed=self.seed)

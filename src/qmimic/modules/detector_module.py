@@ -92,8 +92,12 @@ class DetectorModule(L.LightningModule):
             self.test_results = {k: v.detach().cpu() for k, v in computed.items()}
         values = scalar_metrics(computed, stage)
         headlines = {f"{stage}/{k}": values.pop(f"{stage}/{k}") for k in self.headlines}
-        self.log_dict(headlines, prog_bar=True)
-        self.log_dict(values)
+        # compute() already gathered every process's states, so each process holds the same
+        # values: syncing them with max keeps them bit-exact (a mean could move the last bit)
+        # and tells Lightning they are whole-split values. A no-op in a single process.
+        synced = dict(sync_dist=True, reduce_fx="max")
+        self.log_dict(headlines, prog_bar=True, **synced)
+        self.log_dict(values, **synced)
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
+import torch.distributed as dist
+from lightning_utilities import apply_to_collection
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -17,6 +20,33 @@ logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
 PROTOCOLS = ("voc", "wider")
 HEADLINES = {"voc": ("map_50", "voc07_map"), "wider": ("map_50", "wider_hard")}
+
+
+class GatheredMeanAveragePrecision(MeanAveragePrecision):
+    """torchmetrics' COCO mAP whose distributed sync accepts a different number of images on
+    each process.
+
+    ``MeanAveragePrecision`` keeps one tensor per image in list states that are not
+    concatenated before the gather, so the base ``Metric`` issues one collective per list
+    element: processes holding different numbers of images (an evaluation split that does not
+    divide evenly, see :class:`~qmimic.data.sharding.ContiguousShardSampler`) pair up the
+    wrong tensors or wait forever. Here each process's lists travel whole, as one pickled
+    object, and are joined in rank order (the single-process image order for contiguous
+    shards). Everything else, ``compute`` included, is torchmetrics'.
+    """
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
+        group = process_group or self.process_group
+        # On CPU for the pickle: a CUDA tensor would be restored on the sender's device index.
+        local = {
+            name: apply_to_collection(getattr(self, name), Tensor, Tensor.cpu)
+            for name in self._reductions
+        }
+        gathered: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, local, group=group)
+        for name in self._reductions:
+            joined = [item for states in gathered for item in states[name]]
+            setattr(self, name, apply_to_collection(joined, Tensor, Tensor.to, self.device))
 
 
 class DetectionMetrics(nn.Module):
@@ -36,7 +66,7 @@ class DetectionMetrics(nn.Module):
         super().__init__()
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown evaluation protocol {protocol!r}; choose from {PROTOCOLS}")
-        self.coco = MeanAveragePrecision(box_format="xyxy", backend=backend)
+        self.coco = GatheredMeanAveragePrecision(box_format="xyxy", backend=backend)
         self.prefix = "voc07" if protocol == "voc" else "wider"
         self.official = VOCMeanAP(use_07_metric=True) if protocol == "voc" else WiderFaceAP()
 
