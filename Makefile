@@ -15,7 +15,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export,report]'
 	@touch $(STAMP)
 
 .PHONY: setup
@@ -34,6 +34,10 @@ test: setup ## run the default test suite (unit, config and smoke tests; < 10 mi
 .PHONY: test-slow
 test-slow: setup ## run the slow tests too
 	$(BIN)/python -m pytest -m "not gpu" $(ARGS)
+
+.PHONY: bench
+bench: setup ## quality, speed and int8 benchmark into bench/ (< 60 min on 2 cores; BENCH_QUICK=1: < 10 min)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 .PHONY: lint
 lint: setup ## ruff checks

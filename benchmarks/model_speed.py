@@ -8,6 +8,8 @@ fed exactly the 300-proposal budget); CPU time is the median of ``--repeats`` ev
 call, with ``--threads`` intra-op threads. An untrained RPN may keep fewer than 300 proposals
 after NMS; the table states how many the timed calls scored.
 
+:func:`latency_row` measures one configured model the same way and returns the figures.
+
 Usage: python benchmarks/model_speed.py [--widths 1 0.0625 0.03125] [--repeats 3] [--threads 2]
 """
 
@@ -17,10 +19,13 @@ import argparse
 import os
 import statistics
 import time
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from qmimic.models import ARCHS, FRAMEWORKS, TwoStageDetector, model_report
 from qmimic.train import CONFIG_DIR
@@ -28,12 +33,19 @@ from qmimic.train import CONFIG_DIR
 IMAGE_SIZE = (600, 1000)
 
 
-def build(arch: str, framework: str, width: float) -> TwoStageDetector:
-    overrides = [f"model={arch}_{framework}", "data=voc", f"model.width={width}"]
+def compose_train(overrides: list[str]) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides`` (``+experiment=NAME`` included), as composed by
+    ``python -m qmimic.train``, without the Hydra runtime section."""
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+        return compose("train", overrides=overrides)
+
+
+def build(overrides: list[str]) -> tuple[TwoStageDetector, DictConfig]:
+    """The configured detector in eval mode (weights seeded, random) and its model config."""
+    cfg = compose_train(overrides)
     torch.manual_seed(0)
-    return instantiate(cfg.model).eval()
+    return instantiate(cfg.model).eval(), cfg.model
 
 
 @torch.no_grad()
@@ -54,6 +66,43 @@ def median_ms(detector: TwoStageDetector, image: torch.Tensor, repeats: int) -> 
     return statistics.median(times)
 
 
+def latency_row(
+    name: str, overrides: list[str], size: tuple[int, int], repeats: int
+) -> dict[str, Any]:
+    """Size, cost and CPU latency of the detector ``compose("train", overrides)`` describes.
+
+    The time is the median of ``repeats`` eval-mode ``predict`` calls on one seeded noise image
+    ``[3, H, W]`` (batch 1, after one warm-up call); the caller sets the thread count.
+
+    Args:
+        name: the row's label, returned as ``model``.
+        overrides: train-config overrides, e.g. ``["data=voc", "model.width=1"]`` or
+            ``["+experiment=scratch_shapes"]``.
+        size: ``(H, W)`` of the input image (the detector's transform may resize it).
+        repeats: timed calls.
+
+    Returns:
+        ``{"model": str, "arch": str, "width": float, "size": [H, W], "parameters": int,
+        "gflops": float, "ms": float, "proposals": int}``: GFLOPs as
+        :func:`qmimic.models.model_report` counts them (region head fed the full test proposal
+        budget), ``ms`` the median milliseconds per image, ``proposals`` how many proposals
+        the RPN kept for that image.
+    """
+    detector, model_cfg = build(overrides)
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(0))
+    report = model_report(detector, image_size=tuple(size))
+    return {
+        "model": name,
+        "arch": str(model_cfg.arch),
+        "width": float(model_cfg.width),
+        "size": [int(size[0]), int(size[1])],
+        "parameters": int(report["parameters"]),
+        "gflops": float(report["gflops"]),
+        "ms": float(median_ms(detector, image, repeats)),
+        "proposals": scored_proposals(detector, image),
+    }
+
+
 def width_name(width: float) -> str:
     return "1" if width == 1 else f"1/{round(1 / width)}"
 
@@ -65,7 +114,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    image = torch.rand(3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     print(
         f"# {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image, batch 1, eval, torch {torch.__version__}, "
         f"{args.threads} threads, median of {args.repeats} after 1 warm-up, "
@@ -79,12 +127,12 @@ def main() -> None:
     for arch in ARCHS:
         for framework in FRAMEWORKS:
             for width in args.widths:
-                detector = build(arch, framework, width)
-                report = model_report(detector, image_size=IMAGE_SIZE)
-                ms = median_ms(detector, image, args.repeats)
+                overrides = [f"model={arch}_{framework}", "data=voc", f"model.width={width}"]
+                name = f"{arch} {framework} {width_name(width)}"
+                row = latency_row(name, overrides, IMAGE_SIZE, args.repeats)
                 print(
-                    f"| {arch} | {framework} | {width_name(width)} | {report['parameters']:,} "
-                    f"| {report['gflops']:.2f} | {ms:.0f} | {scored_proposals(detector, image)} |",
+                    f"| {arch} | {framework} | {width_name(width)} | {row['parameters']:,} "
+                    f"| {row['gflops']:.2f} | {row['ms']:.0f} | {row['proposals']} |",
                     flush=True,
                 )
 

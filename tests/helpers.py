@@ -83,3 +83,83 @@ def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path)
         path,
     )
     return path
+
+
+def _stat(*values: float) -> dict:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+    return {"values": list(values), "mean": mean, "std": std}
+
+
+def bench_results_example() -> dict:
+    """A small ``bench/results.json`` payload in the schema of :mod:`qmimic.report`."""
+    stages = {
+        "teacher": (0.25, 0.58),
+        "qteacher": (0.25, 0.59),
+        "scratch": (0.0625, 0.24),
+        "quant": (0.0625, 0.26),
+        "mimic": (0.0625, 0.25),
+        "qmimic": (0.0625, 0.28),
+    }
+    rows = {
+        stage: {
+            "label": f"ResNet18 {stage}",
+            "width": width,
+            "runs": 3,
+            "minutes": 2.5,
+            "parameters": 1000 if width < 0.25 else 16000,
+            "gflops": 0.1,
+            "metrics": {
+                "test/voc07_map": _stat(m - 0.01, m, m + 0.01),
+                "test/map": _stat(m / 2, m / 2, m / 2),
+            },
+        }  # fmt: skip
+        for stage, (width, m) in stages.items()
+    }
+    latency = [
+        {
+            "model": name,
+            "arch": "resnet18",
+            "width": w,
+            "size": size,
+            "parameters": p,
+            "gflops": g,
+            "ms": ms,
+            "proposals": 300,
+        }  # fmt: skip
+        for name, w, size, p, g, ms in (
+            ("teacher", 1.0, [600, 1000], 12_000_000, 60.0, 900.0),
+            ("student", 0.0625, [600, 1000], 60_000, 0.5, 40.0),
+        )
+    ]
+    return {
+        "meta": {"quick": False, "torch": "2.x", "threads": 2, "started": "2026-01-01T00:00:00",
+                 "wall_time_s": 600.0, "load_average": 0.5, "seeds": [0, 1, 2], "schedule": []},
+        "quality": {"rows": rows, "qteacher_before": _stat(0.57, 0.58, 0.59),
+                    "verdict": "Paper's ordering qmimic > mimic > scratch: holds"},
+        "widths": {
+            "points": [
+                {"method": "scratch", "width": 0.0625, "voc07_map": _stat(0.24), "source": "q"},
+                {"method": "scratch", "width": 0.25, "voc07_map": _stat(0.58), "source": "t"},
+                {"method": "qmimic", "width": 0.0625, "voc07_map": _stat(0.28), "source": "q"},
+                {"method": "qmimic", "width": 0.03125, "voc07_map": _stat(0.2), "source": "w"},
+            ],
+            "not_run": [{"width": 1.0, "reason": "too slow on CPU"}],
+        },
+        "speed": {
+            "latency": latency,
+            "latency_ratio": {"teacher": "teacher", "student": "student", "size": [600, 1000],
+                              "ratio": 22.5},
+            "train_step": {"student_ms": 50.0, "teacher_forward_ms": 12.0, "distill_ms": 68.0,
+                           "ratio": 68 / 62, "target": 1.15, "batch": 4, "size": 192},
+            "eval": {"images": 4952, "qmimic_s": 0.8, "torchmetrics_s": 9.0, "speedup": 11.25},
+            "loader": {"images_per_s": 310.0, "images": 400, "batch_size": 4, "num_workers": 0},
+        },
+        "int8": {"model": "qmimic seed 0", "size": [192, 192], "speedup": 1.6,
+                 "voc07_map_cost": 0.004,
+                 "rows": [{"runtime": "PyTorch", "ms": 20.0, "voc07_map": 0.28, "map": 0.14},
+                          {"runtime": "onnxruntime float32", "ms": 16.0, "voc07_map": 0.28,
+                           "map": 0.14},
+                          {"runtime": "onnxruntime int8", "ms": 10.0, "voc07_map": 0.276,
+                           "map": 0.138}]},
+    }  # fmt: skip

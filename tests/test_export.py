@@ -170,7 +170,7 @@ def test_a_failed_check_leaves_nothing_behind(
             "export", [f"ckpt={ckpt}", f"output={output}", "verify.split=random", "threads=1"]
         )
     monkeypatch.setattr(
-        "qmimic.export.check_against", lambda *args, **kwargs: Agreement(1, 20, 3, 0.1, 0.0)
+        "qmimic.export.command.check_against", lambda *args, **kwargs: Agreement(1, 20, 3, 0.1, 0.0)
     )
     with pytest.raises(ExportMismatchError, match="differs from PyTorch on 3 of 20 top detections"):
         export(cfg)

@@ -71,3 +71,24 @@ def test_student_checkpoint_holds_no_teacher(shapes_cache: Path, tmp_path: Path)
     state = torch.load(student / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert any(k.startswith("net.") for k in state) and "regressor.weight" in state
     assert not any("teacher" in k for k in state)
+
+
+def test_stage_scoped_overrides_reach_only_their_stages():
+    from qmimic.pipeline import overrides_for
+
+    given = ["seed=3", "teacher:trainer.max_epochs=3", "students:model.width=0.03125",
+             "hydra.run.dir=/a:b", "mimic:module.mimic_weight=10"]  # fmt: skip
+    assert overrides_for("teacher", given) == [
+        "seed=3",
+        "trainer.max_epochs=3",
+        "hydra.run.dir=/a:b",
+    ]
+    assert overrides_for("qteacher", given) == ["seed=3", "hydra.run.dir=/a:b"]
+    assert overrides_for("scratch", given) == [
+        "seed=3",
+        "model.width=0.03125",
+        "hydra.run.dir=/a:b",
+    ]
+    assert overrides_for("mimic", given) == [
+        "seed=3", "model.width=0.03125", "hydra.run.dir=/a:b", "module.mimic_weight=10",
+    ]  # fmt: skip

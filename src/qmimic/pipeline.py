@@ -28,6 +28,21 @@ class Stage:
 
 
 STAGE_NAMES = ("teacher", "qteacher", "scratch", "quant", "mimic", "qmimic")
+STUDENTS = ("scratch", "quant", "mimic", "qmimic")
+
+
+def overrides_for(stage: str, overrides: list[str]) -> list[str]:
+    """The overrides that reach ``stage``: plain ``key=value`` ones reach every stage;
+    ``STAGE:key=value`` only that stage, and ``students:key=value`` the four students."""
+    chosen = []
+    for override in overrides:
+        scope, sep, rest = override.partition(":")
+        if sep and scope in (*STAGE_NAMES, "students"):
+            if scope == stage or (scope == "students" and stage in STUDENTS):
+                chosen.append(rest)
+        else:
+            chosen.append(override)
+    return chosen
 
 
 def stages_for(data: str) -> list[Stage]:
@@ -63,7 +78,7 @@ def run_stage(stage: Stage, seed: int, out: Path, overrides: list[str]) -> dict:
         f"seed={seed}",
         f"hydra.run.dir={stage_dir}",
         *inputs,
-        *overrides,
+        *overrides_for(stage.name, overrides),
     ]
     print(f"[seed {seed}] {stage.name}: {' '.join(command[2:])}", flush=True)
     if subprocess.run(command).returncode != 0:
@@ -108,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
     parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides (key=value) passed to every stage"
+        "overrides",
+        nargs="*",
+        help="Hydra overrides: key=value for every stage, STAGE:key=value for one stage, "
+        "students:key=value for the four students",
     )
     argv = sys.argv[1:] if argv is None else argv
     # Overrides may follow a list option (``--stages a b key=value``); argparse would read them as

@@ -1,0 +1,160 @@
+"""``make bench``: what a user takes away, measured in one run and written to ``bench/``.
+
+Sections, in order (each written to ``bench/results.json`` and ``bench/results.md`` as soon as it
+is done, so a crash keeps what was measured; training resumes on the next run):
+
+1. quality: every stage of the method (teacher, quantized teacher, ResNet18-1-16 scratch,
+   quantized only, mimic, Quantization Mimic) on the built-in ``shapes`` data for each seed,
+   through ``qmimic.pipeline`` on a benchmark schedule (shorter than ``make demo``'s);
+2. widths: VOC07 mAP against student width for scratch and Quantization Mimic;
+3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size),
+   a training step of the student alone against a distillation step, evaluation speed against
+   torchmetrics, and train-loader throughput;
+4. int8: the seed-0 Quantization Mimic student exported to ONNX, float32 against int8.
+
+``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
+per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
+
+    python benchmarks/bench.py [--quick] [--out bench] [--runs outputs/bench] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+from pathlib import Path
+
+import distill_step
+import eval_speed
+import int8_speed
+import loader_speed
+import model_speed
+import quality
+import torch
+
+from qmimic.report import markdown_report, plot_latency, plot_quality, plot_width
+from qmimic.results import write_json
+
+# Training schedule of every quality and width run: the teacher and students get 3 epochs (the
+# demo gives 7), stage 2 keeps its 1 epoch; about 13 minutes per seed on 2 cores.
+SCHEDULE = ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]
+QUICK_SCHEDULE = [
+    "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=6", "qteacher:quant.calibration_batches=2",
+    "quant:quant.calibration_batches=2", "qmimic:quant.calibration_batches=2",
+]  # fmt: skip
+SEEDS = [0, 1, 2]
+QUICK_SEEDS = [0]
+# Further widths trained for the width plot (seed 0): {width: methods}. 1/16 comes from the
+# quality runs and scratch at 1/4 is the stage-1 teacher itself.
+WIDTH_RUNS = {1 / 32: ["scratch", "qmimic"], 1 / 4: ["qmimic"]}
+QUICK_WIDTH_RUNS = {1 / 32: ["scratch", "qmimic"]}
+NOT_RUN = [
+    {
+        "width": 1.0,
+        "reason": "a full-width ResNet-18 detector costs about 16x the 1/4 teacher's convolutions "
+        "per step, beyond a 60-minute CPU budget; train it on a GPU (README, reproduction)",
+    }
+]
+# Latency models: (name, compose overrides, input size).
+FULL_SIZE = (600, 1000)
+DATA_SIZE = (192, 192)
+LATENCY_MODELS = [
+    ("ResNet18 teacher (full width)", ["data=voc", "model.width=1"], FULL_SIZE),
+    ("ResNet18-1-16 student", ["data=voc", "model.width=0.0625"], FULL_SIZE),
+    ("ResNet18-1-32 student", ["data=voc", "model.width=0.03125"], FULL_SIZE),
+    ("ResNet18-1-4 teacher (shapes)", ["+experiment=teacher_shapes"], DATA_SIZE),
+    ("ResNet18-1-16 student (shapes)", ["+experiment=scratch_shapes"], DATA_SIZE),
+    ("ResNet18-1-32 student (shapes)", ["+experiment=scratch_shapes", "model.width=0.03125"],
+     DATA_SIZE),
+]  # fmt: skip
+
+
+class Report:
+    """``results.json`` / ``results.md`` under ``out``, rewritten after every section."""
+
+    def __init__(self, out: Path, meta: dict):
+        self.out, self.results, self.started = out, {"meta": meta}, time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, key: str, section: dict) -> None:
+        self.results[key] = section
+        self.results["meta"]["wall_time_s"] = time.perf_counter() - self.started
+        write_json(self.out / "results.json", self.results)
+        (self.out / "results.md").write_text(markdown_report(self.results))
+
+
+def speed(quick: bool) -> dict:
+    """The ``speed`` section, every figure measured in this process."""
+    repeats = 2 if quick else 5
+    latency = []
+    for name, overrides, size in LATENCY_MODELS:
+        row = model_speed.latency_row(name, overrides, size, repeats)
+        print(f"  {name} @ {size[0]}x{size[1]}: {row['ms']:.1f} ms/image", flush=True)
+        latency.append(row)
+    teacher, student = latency[0], latency[1]
+    step = distill_step.measure(repeats=6 if quick else 15)
+    print(f"  distillation step / (student + teacher) = {step['ratio']:.3f}", flush=True)
+    evaluation = eval_speed.measure(500 if quick else eval_speed.VOC07_TEST_IMAGES)
+    loader = loader_speed.measure(batches=10 if quick else 100)
+    return {
+        "latency": latency,
+        "latency_ratio": {
+            "teacher": teacher["model"],
+            "student": student["model"],
+            "size": list(FULL_SIZE),
+            "ratio": teacher["ms"] / student["ms"],
+        },
+        "train_step": step,
+        "eval": evaluation,
+        "loader": loader,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+    parser.add_argument("--quick", action="store_true", default=quick)
+    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="training runs (default: outputs/bench[-quick])"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
+    schedule = QUICK_SCHEDULE if args.quick else SCHEDULE
+    seeds = QUICK_SEEDS if args.quick else SEEDS
+    report = Report(args.out, {
+        "quick": args.quick, "torch": torch.__version__, "threads": args.threads,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
+        "runs_dir": str(runs),
+    })  # fmt: skip
+
+    print("== quality", flush=True)
+    report.add("quality", quality.quality(runs, seeds, schedule))
+    plot_quality(report.results, args.out / "quality.png")
+    print("== widths", flush=True)
+    width_runs = QUICK_WIDTH_RUNS if args.quick else WIDTH_RUNS
+    section = quality.widths(
+        runs, report.results["quality"], seeds, width_runs, [0], schedule, NOT_RUN
+    )
+    report.add("widths", section)
+    plot_width(report.results, args.out / "width.png")
+    print("== speed", flush=True)
+    report.add("speed", speed(args.quick))
+    plot_latency(report.results, args.out / "latency.png")
+    print("== int8", flush=True)
+    student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
+    images = 50 if args.quick else None
+    report.add("int8", int8_speed.int8_section(student, args.out / "int8", images, args.threads))
+
+    print(markdown_report(report.results))
+    print(f"written to {args.out / 'results.md'}, results.json and the PNG plots")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The int8 section of ``make bench``: a trained student in PyTorch, ONNX float32 and ONNX int8.
+
+The student's checkpoint is exported with ``python -m qmimic.export ... quantize=int8`` (the
+command users run, with its agreement check against PyTorch), then each of the three runs the
+test split of the checkpoint's data one image at a time: median milliseconds per image and
+VOC07 / COCO mAP from the same metrics training reports.
+
+    python benchmarks/int8_speed.py CKPT [--out DIR] [--images N] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from qmimic.checkpoints import load_checkpoint
+from qmimic.modules.evaluation import DetectionMetrics, metric_targets
+from qmimic.modules.from_checkpoint import detector_from_checkpoint
+from qmimic.predict import Predictor, load_predictor
+
+
+def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
+    """ONNX float32 and int8 files of ``ckpt`` in ``out`` (kept when already there)."""
+    float_path, int8_path = out / "student.onnx", out / "student.int8.onnx"
+    if not (float_path.is_file() and int8_path.is_file()):
+        float_path.unlink(missing_ok=True)
+        int8_path.unlink(missing_ok=True)
+        command = [
+            sys.executable, "-m", "qmimic.export", f"ckpt={ckpt}", "quantize=int8",
+            f"output={float_path}", f"hydra.run.dir={out / 'export_log'}",
+        ]  # fmt: skip
+        print(f"$ {' '.join(command[1:])}", flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise SystemExit(f"error: exporting {ckpt} failed (log in {out / 'export_log'})")
+    return float_path, int8_path
+
+
+Sample = tuple[torch.Tensor, dict]
+
+
+def test_images(ckpt: Path, count: int | None) -> tuple[list[Sample], str]:
+    """The first ``count`` (all when None) test images and targets of the checkpoint's data,
+    and the data's evaluation protocol."""
+    _, config = detector_from_checkpoint(load_checkpoint(ckpt), ckpt)
+    datamodule = instantiate(OmegaConf.create(config["data"]).datamodule)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    dataset = datamodule.test_dataloader().dataset
+    count = len(dataset) if count is None else min(count, len(dataset))
+    return [dataset[i] for i in range(count)], config["data"].get("eval_protocol", "voc")
+
+
+def measure(predictor: Predictor, samples: list[Sample], protocol: str) -> dict:
+    """Median ms per image (batch 1, one warm-up call) and mAP over ``samples``."""
+    metrics = DetectionMetrics(protocol)
+    predictor.predict(samples[0][0])
+    times = []
+    for image, target in samples:
+        start = time.perf_counter()
+        detections = predictor.predict(image)
+        times.append((time.perf_counter() - start) * 1000)
+        metrics.update([detections], metric_targets([target]))
+    values = metrics.compute()
+    return {
+        "ms": statistics.median(times),
+        "voc07_map": float(values.get("voc07_map", float("nan"))),
+        "map": float(values["map"]),
+    }
+
+
+def int8_section(ckpt: Path, out: Path, images: int | None, threads: int) -> dict:
+    """The ``int8`` section of ``bench/results.json``."""
+    float_path, int8_path = export(ckpt, out)
+    samples, protocol = test_images(ckpt, images)
+    rows = []
+    for runtime, path in (
+        ("PyTorch", ckpt),
+        ("onnxruntime float32", float_path),
+        ("onnxruntime int8", int8_path),
+    ):
+        print(f"  {runtime}: {len(samples)} test images ...", flush=True)
+        predictor = load_predictor(str(path), threads)
+        rows.append({"runtime": runtime, **measure(predictor, samples, protocol)})
+    size = list(samples[0][0].shape[-2:])
+    return {
+        "model": f"{ckpt} ({len(samples)} test images)",
+        "size": size,
+        "rows": rows,
+        "speedup": rows[1]["ms"] / rows[2]["ms"],
+        "voc07_map_cost": rows[1]["voc07_map"] - rows[2]["voc07_map"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("bench/int8"))
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from qmimic.report import int8_table
+
+    print(int8_table({"int8": int8_section(args.ckpt, args.out, args.images, args.threads)}))
+
+
+if __name__ == "__main__":
+    main()

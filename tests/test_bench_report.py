@@ -1,0 +1,53 @@
+"""Tables and plots of benchmark results (qmimic.report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import bench_results_example
+from qmimic.errors import UserError
+from qmimic.report import load_results, markdown_report, plot_latency, plot_quality, plot_width
+
+
+def test_markdown_report_shows_every_section_with_figures_in_points():
+    text = markdown_report(bench_results_example())
+    for heading in ("Quality", "mAP against width", "CPU latency", "training, evaluation", "int8"):
+        assert f"## {heading}" in text or heading in text
+    assert "| ResNet18 qmimic | 28.0 ± 1.0 | 14.0 ± 0.0 | 1,000 |" in text
+    assert "22.5x faster" in text and "target >= 10x: met" in text
+    assert "Width 1 not trained: too slow on CPU" in text
+    assert "1.097 x (student + teacher)" in text
+    assert "| onnxruntime int8 | 10.0 | 27.6 | 13.8 |" in text
+    assert "1.60x the speed of float32 for +0.4 points" in text
+
+
+def test_report_leaves_out_sections_that_were_not_run():
+    results = bench_results_example()
+    del results["widths"], results["int8"]
+    text = markdown_report(results)
+    assert "int8" not in text and "against width" not in text and "## Quality" in text
+
+
+def test_load_results_names_the_missing_file_and_the_fix(tmp_path: Path):
+    with pytest.raises(
+        UserError, match=r"no benchmark results at .*results.json; run `make bench`"
+    ):
+        load_results(tmp_path / "results.json")
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_results(tmp_path / "results.json")
+
+
+def test_plots_are_written_as_png(tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    results = bench_results_example()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    loaded = load_results(path)
+    for plot, name in ((plot_quality, "q.png"), (plot_width, "w.png"), (plot_latency, "l.png")):
+        figure = plot(loaded, tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert figure.axes[0].get_title()

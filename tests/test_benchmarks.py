@@ -1,0 +1,92 @@
+"""The speed benchmarks' measuring functions, at toy sizes: keys, types and value ranges."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import TINY_SPEC, tiny_overrides
+
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+if BENCHMARKS not in sys.path:  # the benchmarks are scripts, importable from their folder
+    sys.path.append(BENCHMARKS)
+model_speed = importlib.import_module("model_speed")
+distill_step = importlib.import_module("distill_step")
+eval_speed = importlib.import_module("eval_speed")
+loader_speed = importlib.import_module("loader_speed")
+
+SHAPES_AT_64 = ["+experiment=scratch_shapes", "data.image_size=64"]
+
+
+def test_latency_rows_of_two_widths() -> None:
+    student = model_speed.latency_row("student", SHAPES_AT_64, (64, 96), repeats=1)
+    teacher = model_speed.latency_row("teacher", [*SHAPES_AT_64, "model.width=1"], (64, 96), 1)
+    for row in (student, teacher):
+        assert set(row) == {
+            "model",
+            "arch",
+            "width",
+            "size",
+            "parameters",
+            "gflops",
+            "ms",
+            "proposals",
+        }
+        assert row["arch"] == "resnet18"
+        assert row["size"] == [64, 96]
+        assert row["ms"] > 0 and row["gflops"] > 0
+        assert 0 <= row["proposals"] <= 100  # the shapes test budget
+    assert (student["model"], student["width"], teacher["width"]) == ("student", 0.0625, 1.0)
+    assert 0 < student["parameters"] < teacher["parameters"] / 50
+    assert student["gflops"] < teacher["gflops"]
+
+
+def test_distill_step_measure() -> None:
+    result = distill_step.measure(size=64, batch=1, repeats=1)
+    assert set(result) == {
+        "student_ms",
+        "teacher_forward_ms",
+        "distill_ms",
+        "ratio",
+        "target",
+        "batch",
+        "size",
+    }
+    assert min(result["student_ms"], result["teacher_forward_ms"], result["distill_ms"]) > 0
+    parts = result["student_ms"] + result["teacher_forward_ms"]
+    assert math.isfinite(result["ratio"])
+    assert result["ratio"] == pytest.approx(result["distill_ms"] / parts)
+    assert (result["target"], result["batch"], result["size"]) == (1.15, 1, 64)
+
+
+def test_distill_budget_comes_from_the_shapes_config() -> None:
+    config = distill_step.model_config(0.25, 64, roi_sampling_ratio=2)
+    assert (config["width"], config["min_size"], config["max_size"]) == (0.25, 64, 64)
+    assert (config["num_classes"], config["roi_output_size"]) == (7, 7)
+    assert (config["rpn_post_nms_top_n_test"], config["roi_sampling_ratio"]) == (100, 2)
+
+
+def test_eval_speed_measure() -> None:
+    result = eval_speed.measure(20, batch=8, repeats=1)
+    assert set(result) == {"images", "qmimic_s", "torchmetrics_s", "speedup"}
+    assert result["images"] == 20
+    assert result["qmimic_s"] > 0 and result["torchmetrics_s"] > 0
+    assert result["speedup"] == pytest.approx(result["torchmetrics_s"] / result["qmimic_s"])
+
+
+def test_loader_speed_measure_runs_past_an_epoch(shapes_cache: Path, tmp_path: Path) -> None:
+    # The warm-up batch and 2 timed batches of 4 need more than the 8 training images.
+    assert TINY_SPEC.num_train < 3 * 4
+    result = loader_speed.measure(batches=2, overrides=tiny_overrides(shapes_cache, tmp_path))
+    assert set(result) == {"images_per_s", "images", "batch_size", "num_workers"}
+    assert (result["images"], result["batch_size"], result["num_workers"]) == (8, 4, 0)
+    assert result["images_per_s"] > 0
+
+
+def test_loader_speed_refuses_an_empty_loader() -> None:
+    with pytest.raises(ValueError, match="no batches"):
+        next(loader_speed.endless([]))
