@@ -38,7 +38,7 @@ from qmimic.report import markdown_report, plot_latency, plot_quality, plot_widt
 from qmimic.results import write_json
 
 # Training schedule of every quality and width run: the teacher and students get 3 epochs (the
-# demo gives 7), stage 2 keeps its 1 epoch; about 13 minutes per seed on 2 cores.
+# demo gives the teacher 5 and the students 6), stage 2 keeps its 1 epoch.
 SCHEDULE = ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]
 QUICK_SCHEDULE = [
     "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",

@@ -3,42 +3,52 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from helpers import run_cli, tiny_overrides
 
-FAST = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "quant.calibration_batches=2",
-]
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 
 
-def train(*overrides: str, log_dir: Path, cache: Path) -> Path:
-    """Run one stage; returns its run directory."""
-    result = subprocess.run(
-        [sys.executable, "-m", "qmimic.train", *tiny_overrides(cache, log_dir), *overrides],
-        cwd=log_dir.parent, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    (results,) = log_dir.rglob("results.json")
-    return results.parent
+def pipeline_command(out: Path, stages: list[str], cache: Path, logs: Path) -> list[str]:
+    return ["--out", str(out), "--stages", *stages, *tiny_overrides(cache, logs), *FAST]
 
 
-def test_pipeline_runs_every_stage_writes_the_table_and_resumes(shapes_cache: Path, tmp_path: Path):
+def test_pipeline_chains_a_student_to_its_teacher_and_resumes(shapes_cache: Path, tmp_path: Path):
+    """Default run: teacher -> mimic student (the cheapest pair with a checkpoint hand-over)."""
+    import torch
+
+    out = tmp_path / "pair"
+    command = pipeline_command(out, ["teacher", "mimic"], shapes_cache, tmp_path / "logs")
+    first = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    table = (out / "summary.md").read_text()
+    assert "| teacher |" in table and "| mimic |" in table
+    assert "Paper's ordering" not in table  # scratch and qmimic were not run: no verdict
+    student = out / "seed0" / "mimic"
+    assert json.loads((student / "results.json").read_text())["experiment"] == "mimic_shapes"
+    state = torch.load(student / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert any(k.startswith("net.") for k in state) and "regressor.weight" in state
+    assert not any("teacher" in k for k in state)  # the frozen teacher is not saved again
+
+    again = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done before, skipped") == 2
+    assert (out / "summary.md").read_text() == table
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_demo_stage_and_writes_the_verdict(shapes_cache: Path, tmp_path: Path):
     out = tmp_path / "demo"
-    command = [
-        "--out", str(out), "--stages", "teacher", "qteacher", "scratch", "mimic", "qmimic",
-        *tiny_overrides(shapes_cache, tmp_path / "logs"), *FAST[:3],
-    ]  # fmt: skip
+    stages = ["teacher", "qteacher", "scratch", "mimic", "qmimic"]
+    command = pipeline_command(out, stages, shapes_cache, tmp_path / "logs")
     first = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
 
     table = (out / "summary.md").read_text()
-    for stage in ("teacher", "qteacher", "scratch", "mimic", "qmimic"):
+    for stage in stages:
         assert f"| {stage} |" in table
     assert "Paper's ordering qmimic > mimic > scratch on mean test/voc07_map" in table
     summary = json.loads((out / "summary.json").read_text())
@@ -48,29 +58,6 @@ def test_pipeline_runs_every_stage_writes_the_table_and_resumes(shapes_cache: Pa
     assert 0 <= stage2["float/test/map_50"] <= 1 and 0 <= stage2["test/map_50"] <= 1
     qmimic = json.loads((out / "seed0" / "qmimic" / "results.json").read_text())
     assert qmimic["experiment"] == "qmimic_shapes" and 0 <= qmimic["test/voc07_map"] <= 1
-
-    again = run_cli("qmimic.pipeline", *command, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("done before, skipped") == 5
-    assert (out / "summary.md").read_text() == table
-
-
-def test_student_checkpoint_holds_no_teacher(shapes_cache: Path, tmp_path: Path):
-    import torch
-
-    teacher = train(
-        "+experiment=teacher_shapes", *FAST[:3], log_dir=tmp_path / "teacher", cache=shapes_cache
-    )
-    student = train(
-        "+experiment=mimic_shapes",
-        f"teacher_ckpt={teacher / 'checkpoints' / 'last.ckpt'}",
-        *FAST[:3],
-        log_dir=tmp_path / "student",
-        cache=shapes_cache,
-    )
-    state = torch.load(student / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert any(k.startswith("net.") for k in state) and "regressor.weight" in state
-    assert not any("teacher" in k for k in state)
 
 
 def test_stage_scoped_overrides_reach_only_their_stages():
