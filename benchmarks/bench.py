@@ -10,7 +10,8 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size),
    a training step of the student alone against a distillation step, evaluation speed against
    torchmetrics, and train-loader throughput;
-4. int8: the seed-0 Quantization Mimic student exported to ONNX, float32 against int8.
+4. int8: the seed-0 Quantization Mimic student exported to ONNX, float32 against int8;
+5. picture: that student's detections on four test images (``bench/detections.jpg``).
 
 ``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
@@ -31,6 +32,7 @@ import eval_speed
 import int8_speed
 import loader_speed
 import model_speed
+import pictures
 import quality
 import torch
 
@@ -151,6 +153,8 @@ def main() -> None:
     student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
     images = 50 if args.quick else None
     report.add("int8", int8_speed.int8_section(student, args.out / "int8", images, args.threads))
+    print("== picture", flush=True)
+    print(f"  {pictures.detections_picture(student, args.out / 'detections.jpg')}", flush=True)
 
     print(markdown_report(report.results))
     print(f"written to {args.out / 'results.md'}, results.json and the PNG plots")

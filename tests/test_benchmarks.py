@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY_SPEC, tiny_overrides
+from helpers import TINY_SPEC, save_untrained_checkpoint, tiny_overrides
 
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 if BENCHMARKS not in sys.path:  # the benchmarks are scripts, importable from their folder
@@ -18,6 +18,7 @@ model_speed = importlib.import_module("model_speed")
 distill_step = importlib.import_module("distill_step")
 eval_speed = importlib.import_module("eval_speed")
 loader_speed = importlib.import_module("loader_speed")
+pictures = importlib.import_module("pictures")
 
 SHAPES_AT_64 = ["+experiment=scratch_shapes", "data.image_size=64"]
 
@@ -90,3 +91,16 @@ def test_loader_speed_measure_runs_past_an_epoch(shapes_cache: Path, tmp_path: P
 def test_loader_speed_refuses_an_empty_loader() -> None:
     with pytest.raises(ValueError, match="no batches"):
         next(loader_speed.endless([]))
+
+
+def test_detections_picture_tiles_drawn_test_images(shapes_cache: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    overrides = tiny_overrides(shapes_cache, tmp_path)
+    ckpt = save_untrained_checkpoint("scratch_shapes", overrides, tmp_path / "tiny.ckpt")
+    # An untrained detector scores every class near 1/7: threshold 0 keeps its boxes drawn.
+    target = pictures.detections_picture(ckpt, tmp_path / "pic.jpg", count=2, score_threshold=0)
+    side = pictures.SCALE * TINY_SPEC.image_size
+    with Image.open(target) as picture:
+        assert picture.format == "JPEG"
+        assert picture.size == (2 * side + 3 * 6, side + 2 * 6)  # two tiles and 6 px padding

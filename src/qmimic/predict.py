@@ -162,7 +162,8 @@ def draw(image: Tensor, records: list[dict[str, Any]]) -> Tensor:
     )
 
 
-def _keep(detections: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
+def above_threshold(detections: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
+    """The detections scoring at least ``threshold`` (every field filtered alike)."""
     keep = detections["scores"] >= threshold
     return {k: v[keep] for k, v in detections.items()}
 
@@ -187,7 +188,7 @@ def _predict_file(
     except BadSampleError as exc:
         tqdm.write(f"warning: {exc}; skipped", file=sys.stderr)
         return None
-    detections = _keep(predictor.predict(image), score_threshold)
+    detections = above_threshold(predictor.predict(image), score_threshold)
     records = detection_records(detections, predictor.class_names)
     target.parent.mkdir(parents=True, exist_ok=True)
     # PIL writes the file: torchvision's image encoders are deprecated since 0.29

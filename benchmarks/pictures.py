@@ -1,0 +1,52 @@
+"""The picture of ``make bench``: a trained detector's detections on a few test images, in one JPEG.
+
+The README shows it. Drawing is ``qmimic.predict``'s (the same boxes and labels the command
+writes); this script only picks test images and tiles them side by side.
+
+    python benchmarks/pictures.py CKPT [--out bench/detections.jpg] [--images 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from int8_speed import test_images
+from torchvision.transforms.functional import resize, to_pil_image
+from torchvision.utils import make_grid
+
+from qmimic.predict import CheckpointPredictor, above_threshold, detection_records, draw
+
+SCALE = 2  # the built-in data's 192 px images are drawn twice as large so labels stay legible
+
+
+def detections_picture(
+    ckpt: Path, target: Path, count: int = 4, score_threshold: float = 0.5
+) -> Path:
+    """Draw the detections of ``ckpt`` scoring at least ``score_threshold`` on the first
+    ``count`` test images of its data, tiled in a row, into the JPEG ``target``."""
+    predictor = CheckpointPredictor(ckpt)
+    tiles = []
+    for image, _ in test_images(ckpt, count)[0]:
+        detections = above_threshold(predictor.predict(image), score_threshold)
+        detections["boxes"] = detections["boxes"] * SCALE
+        large = resize(image, [SCALE * image.shape[-2], SCALE * image.shape[-1]], antialias=True)
+        tiles.append(draw(large.clamp(0, 1), detection_records(detections, predictor.class_names)))
+    grid = make_grid(torch.stack(tiles), nrow=len(tiles), padding=6, pad_value=255)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    to_pil_image(grid).save(target, format="JPEG", quality=90)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("bench/detections.jpg"))
+    parser.add_argument("--images", type=int, default=4)
+    args = parser.parse_args()
+    print(f"written to {detections_picture(args.ckpt, args.out, args.images)}")
+
+
+if __name__ == "__main__":
+    main()
