@@ -21,7 +21,13 @@ def test_markdown_report_shows_every_section_with_figures_in_points():
     assert "Width 1 not trained: too slow on CPU" in text
     assert "1.097 x (student + teacher)" in text
     assert "| onnxruntime int8 | 10.0 | 27.6 | 13.8 |" in text
-    assert "1.60x the speed of float32 for +0.4 points" in text
+    assert "1.60x the speed of float32, 0.4 points of VOC07 mAP lost" in text
+
+
+def test_int8_line_says_gained_when_int8_scores_higher():
+    results = bench_results_example()
+    results["int8"]["voc07_map_cost"] = -0.002
+    assert "0.2 points gained" in markdown_report(results)
 
 
 def test_report_leaves_out_sections_that_were_not_run():

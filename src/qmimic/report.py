@@ -155,9 +155,11 @@ def int8_table(results: dict) -> str:
     ]
     size = f"{int8['size'][0]}x{int8['size'][1]}"
     text = _table(["runtime", f"CPU ms/image ({size})", "VOC07 mAP@0.5", "COCO mAP"], rows)
-    return text + (
-        f"\n{int8['model']}: int8 is {int8['speedup']:.2f}x the speed of float32 for "
-        f"{100 * int8['voc07_map_cost']:+.1f} points of VOC07 mAP lost.\n"
+    cost = 100 * int8["voc07_map_cost"]  # float32 mAP minus int8 mAP, in points
+    change = f"{cost:.1f} points of VOC07 mAP lost" if cost >= 0 else f"{-cost:.1f} points gained"
+    return (
+        text
+        + f"\n{int8['model']}: int8 is {int8['speedup']:.2f}x the speed of float32, {change}.\n"
     )
 
 
