@@ -28,18 +28,18 @@ from qmimic.predict import Predictor, load_predictor
 
 
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
-    """ONNX float32 and int8 files of ``ckpt`` in ``out`` (kept when already there)."""
+    """ONNX float32 and int8 files of ``ckpt`` in ``out``, exported afresh (files left there by
+    an earlier run may come from another checkpoint; an export takes seconds)."""
     float_path, int8_path = out / "student.onnx", out / "student.int8.onnx"
-    if not (float_path.is_file() and int8_path.is_file()):
-        float_path.unlink(missing_ok=True)
-        int8_path.unlink(missing_ok=True)
-        command = [
-            sys.executable, "-m", "qmimic.export", f"ckpt={ckpt}", "quantize=int8",
-            f"output={float_path}", f"hydra.run.dir={out / 'export_log'}",
-        ]  # fmt: skip
-        print(f"$ {' '.join(command[1:])}", flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit(f"error: exporting {ckpt} failed (log in {out / 'export_log'})")
+    float_path.unlink(missing_ok=True)
+    int8_path.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "qmimic.export", f"ckpt={ckpt}", "quantize=int8",
+        f"output={float_path}", f"hydra.run.dir={out / 'export_log'}",
+    ]  # fmt: skip
+    print(f"$ {' '.join(command[1:])}", flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise SystemExit(f"error: exporting {ckpt} failed (log in {out / 'export_log'})")
     return float_path, int8_path
 
 
