@@ -133,7 +133,7 @@ def main() -> None:
         "quick": args.quick, "torch": torch.__version__, "threads": args.threads,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
-        "runs_dir": str(runs),
+        "runs_dir": str(runs), "reused_runs": any(runs.glob("*/seed*/*/results.json")),
     })  # fmt: skip
 
     print("== quality", flush=True)

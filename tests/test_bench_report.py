@@ -57,3 +57,10 @@ def test_plots_are_written_as_png(tmp_path: Path):
         figure = plot(loaded, tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert figure.axes[0].get_title()
+
+
+def test_header_says_when_training_runs_were_reused():
+    results = bench_results_example()
+    assert "reused" not in markdown_report(results)
+    results["meta"].update(reused_runs=True, runs_dir="outputs/bench")
+    assert "found under outputs/bench and reused" in markdown_report(results)

@@ -181,7 +181,14 @@ def markdown_report(results: dict) -> str:
             f"{'Quick mode (smoke figures only). ' if meta.get('quick') else ''}"
             f"torch {meta.get('torch')}, {meta.get('threads')} threads, load average "
             f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
-            f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all.\n"
+            f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
+            + (
+                f" Training runs finished before were found under {meta.get('runs_dir')} and "
+                "reused (the quality table gives their own minutes)."
+                if meta.get("reused_runs")
+                else ""
+            )
+            + "\n"
         )
     for key, title, table in SECTIONS:
         if key in results:
