@@ -125,3 +125,19 @@ def test_class_names_from_checkpoint_or_the_data_config(shapes_cache: Path, tmp_
     trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=("cat", "dog")))
     ConfigInCheckpoint({"seed": 0}).on_save_checkpoint(trainer, None, stored)
     assert stored == {"qmimic_config": {"seed": 0}, "qmimic_class_names": ["cat", "dog"]}
+
+
+def test_no_detection_above_the_threshold_says_how_to_see_more(
+    models: dict, images: Path, tmp_path: Path, capsys
+):
+    from omegaconf import OmegaConf
+
+    from qmimic.predict import predict as run_predict
+
+    cfg = OmegaConf.create({
+        "ckpt": str(models["onnx"]), "input": str(images / "*.jpg"), "output": str(tmp_path),
+        "score_threshold": 1.0, "threads": 1, "paths": {"output_dir": str(tmp_path)},
+    })  # fmt: skip
+    results = run_predict(cfg)
+    assert results and not any(results.values())  # an untrained model scores near 1/7
+    assert "no detection scored at least score_threshold=1.0" in capsys.readouterr().err
