@@ -3,7 +3,7 @@
 The README shows it. Drawing is ``qmimic.predict``'s (the same boxes and labels the command
 writes); this script only picks test images and tiles them side by side.
 
-    python benchmarks/pictures.py CKPT [--out bench/detections.jpg] [--images 4]
+    python benchmarks/pictures.py CKPT [--out bench/detections.jpg] [--images 4] [--top-k 4]
 """
 
 from __future__ import annotations
