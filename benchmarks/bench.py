@@ -61,7 +61,7 @@ NOT_RUN = [
     }
 ]
 # Latency models: (name, compose overrides, input size).
-FULL_SIZE = (600, 1000)
+FULL_SIZE = model_speed.IMAGE_SIZE
 DATA_SIZE = (192, 192)
 LATENCY_MODELS = [
     ("ResNet18 teacher (full width)", ["data=voc", "model.width=1"], FULL_SIZE),

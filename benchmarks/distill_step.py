@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from model_speed import compose_train
+from model_speed import compose_train, median_seconds
 from omegaconf import OmegaConf
 
 from qmimic.models import TwoStageDetector
@@ -44,17 +42,6 @@ def model_config(width: float, size: int, roi_sampling_ratio: int) -> dict:
         ]
     )
     return OmegaConf.to_container(cfg.model, resolve=True)
-
-
-def median_seconds(step: Callable[[], None], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def distill_module(

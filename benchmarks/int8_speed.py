@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from qmimic.checkpoints import load_checkpoint
 from qmimic.modules.evaluation import DetectionMetrics, metric_targets
-from qmimic.modules.from_checkpoint import detector_from_checkpoint
+from qmimic.modules.from_checkpoint import checkpoint_config
 from qmimic.predict import Predictor, load_predictor
 
 
@@ -49,7 +49,7 @@ Sample = tuple[torch.Tensor, dict]
 def test_images(ckpt: Path, count: int | None) -> tuple[list[Sample], str]:
     """The first ``count`` (all when None) test images and targets of the checkpoint's data,
     and the data's evaluation protocol."""
-    _, config = detector_from_checkpoint(load_checkpoint(ckpt), ckpt)
+    config = checkpoint_config(load_checkpoint(ckpt), ckpt)
     datamodule = instantiate(OmegaConf.create(config["data"]).datamodule)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from qmimic.models import ARCHS, FRAMEWORKS, TwoStageDetector, model_report
+from qmimic.report import width_name
 from qmimic.train import CONFIG_DIR
 
 IMAGE_SIZE = (600, 1000)
@@ -55,15 +57,22 @@ def scored_proposals(detector: TwoStageDetector, image: torch.Tensor) -> int:
     return len(proposals[0])
 
 
-@torch.no_grad()
-def median_ms(detector: TwoStageDetector, image: torch.Tensor, repeats: int) -> float:
-    detector.predict([image])  # warm-up: allocator, oneDNN kernel selection
+def median_seconds(step: Callable[[], None], repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``repeats`` calls of ``step`` after ``warmup`` untimed calls
+    (allocator, oneDNN kernel selection)."""
+    for _ in range(warmup):
+        step()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        detector.predict([image])
-        times.append((time.perf_counter() - start) * 1000)
+        step()
+        times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@torch.no_grad()
+def median_ms(detector: TwoStageDetector, image: torch.Tensor, repeats: int) -> float:
+    return 1000 * median_seconds(lambda: detector.predict([image]), repeats, warmup=1)
 
 
 def latency_row(
@@ -101,10 +110,6 @@ def latency_row(
         "ms": float(median_ms(detector, image, repeats)),
         "proposals": scored_proposals(detector, image),
     }
-
-
-def width_name(width: float) -> str:
-    return "1" if width == 1 else f"1/{round(1 / width)}"
 
 
 def main() -> None:

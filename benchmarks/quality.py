@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from qmimic.pipeline import STAGE_NAMES, ordering_verdict
 from qmimic.report import width_name
-from qmimic.summary import mean_spread
+from qmimic.summary import stat
 
 LABELS = {
     "teacher": "ResNet18-{w} teacher",
@@ -50,11 +50,6 @@ def stage_results(out: Path, stage: str, seeds: list[int]) -> list[dict]:
         results["width"] = float(OmegaConf.load(folder / "config.yaml").model.width)
         runs.append(results)
     return runs
-
-
-def stat(values: list[float]) -> dict:
-    mean, std = mean_spread(values)
-    return {"values": values, "mean": mean, "std": std}
 
 
 def quality_row(stage: str, runs: list[dict]) -> dict:

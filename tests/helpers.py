@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qmimic.data.shapes import ShapesSpec
-from qmimic.summary import mean_spread
+from qmimic.summary import stat
 from qmimic.train import CONFIG_DIR, build_net
 
 TINY_SPEC = ShapesSpec(num_train=8, num_val=4, num_test=4, image_size=96, max_object_size=48)
@@ -87,8 +87,7 @@ def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path)
 
 
 def _stat(*values: float) -> dict:
-    mean, std = mean_spread(list(values))
-    return {"values": list(values), "mean": mean, "std": std}
+    return stat(list(values))
 
 
 def bench_results_example() -> dict:

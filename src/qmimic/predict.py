@@ -227,10 +227,10 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     write_json(output_dir / "detections.json", results)
     count = sum(len(r) for r in results.values())
     print(f"{count} detections in {len(results)} images written to {output_dir}")
-    if count == 0:
+    if count == 0 and cfg.score_threshold > 0:
         print(
             f"note: no detection scored at least score_threshold={cfg.score_threshold}; pass a "
-            "lower one (e.g. score_threshold=0.2) to see weaker detections",
+            f"lower one (e.g. score_threshold={cfg.score_threshold / 2:g}) to see weaker ones",
             file=sys.stderr,
         )
     return results

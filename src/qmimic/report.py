@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from qmimic.errors import UserError
-
-STAGE_ORDER = ("teacher", "qteacher", "scratch", "quant", "mimic", "qmimic")
+from qmimic.pipeline import STAGE_NAMES
+from qmimic.summary import markdown_table
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -53,17 +53,11 @@ def _points(stat: dict | None) -> str:
     return f"{100 * stat['mean']:.1f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def quality_table(results: dict) -> str:
     """Rows of the paper's VOC table on the benchmark's data: mAP mean ± std over seeds."""
     quality = results["quality"]
     rows = []
-    for stage in STAGE_ORDER:
+    for stage in STAGE_NAMES:
         row = quality["rows"].get(stage)
         if row is None:
             continue
@@ -74,7 +68,7 @@ def quality_table(results: dict) -> str:
             str(row["runs"]),
         ])  # fmt: skip
     header = ["model", "VOC07 mAP@0.5", "COCO mAP", "parameters", "GFLOPs", "minutes", "seeds"]
-    text = _table(header, rows)
+    text = markdown_table(header, rows)
     if "qteacher_before" in quality:
         text += (
             f"\nStage 2 starts from the float teacher at {_points(quality['qteacher_before'])} "
@@ -92,7 +86,7 @@ def width_table(results: dict) -> str:
         [p["method"], width_name(p["width"]), _points(p["voc07_map"]), p["source"]]
         for p in sorted(widths["points"], key=lambda p: (p["method"], -p["width"]))
     ]
-    text = _table(["method", "width", "VOC07 mAP@0.5", "from"], rows)
+    text = markdown_table(["method", "width", "VOC07 mAP@0.5", "from"], rows)
     for skipped in widths.get("not_run", []):
         text += f"\nWidth {width_name(skipped['width'])} not trained: {skipped['reason']}\n"
     return text
@@ -107,7 +101,7 @@ def latency_table(results: dict) -> str:
         for r in speed["latency"]
     ]  # fmt: skip
     header = ["model", "width", "input", "parameters", "GFLOPs", "CPU ms/image", "proposals"]
-    text = _table(header, rows)
+    text = markdown_table(header, rows)
     ratio = speed.get("latency_ratio")
     if ratio:
         size = f"{ratio['size'][0]}x{ratio['size'][1]}"
@@ -143,7 +137,7 @@ def cost_table(results: dict) -> str:
             "train loader", f"{lo['images_per_s']:.0f} images/s",
             f"batch {lo['batch_size']}, {lo['num_workers']} workers, {lo['images']} images",
         ])  # fmt: skip
-    return _table(["what", "cost", "notes"], rows)
+    return markdown_table(["what", "cost", "notes"], rows)
 
 
 def int8_table(results: dict) -> str:
@@ -154,7 +148,7 @@ def int8_table(results: dict) -> str:
         for r in int8["rows"]
     ]
     size = f"{int8['size'][0]}x{int8['size'][1]}"
-    text = _table(["runtime", f"CPU ms/image ({size})", "VOC07 mAP@0.5", "COCO mAP"], rows)
+    text = markdown_table(["runtime", f"CPU ms/image ({size})", "VOC07 mAP@0.5", "COCO mAP"], rows)
     cost = 100 * int8["voc07_map_cost"]  # float32 mAP minus int8 mAP, in points
     change = f"{cost:.1f} points of VOC07 mAP lost" if cost >= 0 else f"{-cost:.1f} points gained"
     return (
@@ -213,7 +207,7 @@ def _save(figure, path: str | Path | None):
 def plot_quality(results: dict, path: str | Path | None = None):
     """Bar chart of VOC07 mAP per stage, mean with a std error bar; saved to ``path`` if given."""
     figure, axes = _figure()
-    rows = [results["quality"]["rows"][s] for s in STAGE_ORDER if s in results["quality"]["rows"]]
+    rows = [results["quality"]["rows"][s] for s in STAGE_NAMES if s in results["quality"]["rows"]]
     stats = [row["metrics"]["test/voc07_map"] for row in rows]
     axes.bar(
         range(len(rows)),

@@ -28,6 +28,19 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), spread
 
 
+def stat(values: list[float]) -> dict:
+    """``{"values", "mean", "std"}`` of ``values`` (sample std, 0 for a single value)."""
+    mean, spread = mean_spread(values)
+    return {"values": values, "mean": mean, "std": spread}
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table of ``rows`` (cells already formatted) under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -41,8 +54,7 @@ def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str,
     model's parameters and GFLOPs, mean minutes and the number of runs."""
     keys = [k for k in METRIC_COLUMNS if any(k in r for runs in groups.values() for r in runs)]
     titles = [label, *(METRIC_COLUMNS[k] for k in keys), "parameters", "GFLOPs", "minutes", "runs"]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    summary = {}
+    rows, summary = [], {}
     for name, runs in groups.items():
         values = {k: [float(r[k]) for r in runs if k in r] for k in keys}
         times = [r["wall_time_s"] / 60 for r in runs if "wall_time_s" in r]
@@ -57,17 +69,13 @@ def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str,
         cells.append("-" if facts["gflops"] is None else f"{facts['gflops']:.3f}")
         cells.append("-" if facts["minutes"] is None else f"{facts['minutes']:.1f}")
         cells.append(str(len(runs)))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name, *cells])
         summary[name] = {
             **facts,
-            "metrics": {
-                k: {"values": v, "mean": mean_spread(v)[0], "std": mean_spread(v)[1]}
-                for k, v in values.items()
-                if v
-            },
+            "metrics": {k: stat(v) for k, v in values.items() if v},
             "output_dirs": [r.get("output_dir") for r in runs],
         }
-    return "\n".join(lines) + "\n", summary
+    return markdown_table(titles, rows), summary
 
 
 def write_summary(folder: Path, groups: dict[str, list[dict]], label: str = "model") -> str:

@@ -1,4 +1,4 @@
-"""Every ``conf/model/*.yaml`` composes, builds, and trains through ``python -m qmimic.train``."""
+"""Every ``conf/model/*.yaml`` composes, builds, and runs fit + test in-process (fast_dev_run)."""
 
 from __future__ import annotations
 

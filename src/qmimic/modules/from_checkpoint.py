@@ -26,6 +26,18 @@ def net_state(checkpoint: dict) -> dict:
     return {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
 
+def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
+    """The run config saved in a loaded qmimic checkpoint.
+
+    Raises:
+        UserError: a checkpoint not written by qmimic (it holds no config).
+    """
+    config = checkpoint.get("qmimic_config")
+    if config is None:
+        raise UserError(f"{path} has no qmimic config; pass a checkpoint written by qmimic.train")
+    return config
+
+
 def detector_from_checkpoint(checkpoint: dict, path: str | Path) -> tuple[TwoStageDetector, dict]:
     """The detector stored in a loaded qmimic checkpoint, and the run config saved with it.
 
@@ -33,9 +45,7 @@ def detector_from_checkpoint(checkpoint: dict, path: str | Path) -> tuple[TwoSta
         UserError: a checkpoint not written by qmimic, or weights that do not fit the
         architecture its config describes.
     """
-    config = checkpoint.get("qmimic_config")
-    if config is None:
-        raise UserError(f"{path} has no qmimic config; pass a checkpoint written by qmimic.train")
+    config = checkpoint_config(checkpoint, path)
     detector = build_detector_from_config(config)
     state = net_state(checkpoint)
     check_matches(state, detector, path)
