@@ -36,8 +36,8 @@ import pictures
 import quality
 import torch
 
-from qmimic.report import markdown_report, plot_latency, plot_quality, plot_width
-from qmimic.results import write_json
+from qmimic.runs.results import write_json
+from report import markdown_report, plot_latency, plot_quality, plot_width
 
 # Training schedule of every quality and width run: the teacher and students get 3 epochs (the
 # demo gives the teacher 5 and the students 6), stage 2 keeps its 1 epoch.

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from model_speed import compose_train, median_seconds
+from model_speed import median_seconds
 from omegaconf import OmegaConf
 
+from qmimic.conf import load_config
 from qmimic.models import TwoStageDetector
 from qmimic.modules import DistillModule
 
@@ -33,13 +34,14 @@ ROUNDS = 3  # the three measurements are interleaved this many times
 
 def model_config(width: float, size: int, roi_sampling_ratio: int) -> dict:
     """``model`` section of the shapes train config at ``width`` for ``size`` px inputs."""
-    cfg = compose_train(
+    cfg = load_config(
+        "train",
         [
             "data=shapes",
             f"model.width={width}",
             f"data.image_size={size}",
             f"data.budget.roi_sampling_ratio={roi_sampling_ratio}",
-        ]
+        ],
     )
     return OmegaConf.to_container(cfg.model, resolve=True)
 
@@ -96,7 +98,7 @@ def measure(
     def teacher_forward() -> None:
         with torch.no_grad():
             prepared, _ = module.teacher.prepare(images)
-            module.teacher.trunk(prepared.tensors)
+            module.teacher.raw_features(prepared)
 
     def distill_step() -> None:
         distill_opt.zero_grad()

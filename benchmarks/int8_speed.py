@@ -21,10 +21,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from qmimic.checkpoints import load_checkpoint
 from qmimic.modules.evaluation import DetectionMetrics, metric_targets
-from qmimic.modules.from_checkpoint import checkpoint_config
-from qmimic.predict import Predictor, load_predictor
+from qmimic.predictors import Predictor, load_predictor
+from qmimic.runs.checkpoints import checkpoint_config, load_checkpoint
 
 
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
@@ -107,7 +106,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from qmimic.report import int8_table
+    from report import int8_table
 
     print(int8_table({"int8": int8_section(args.ckpt, args.out, args.images, args.threads)}))
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from model_speed import compose_train
 from torch.utils.data import DataLoader
+
+from qmimic.conf import load_config
 
 
 def endless(loader: DataLoader) -> Iterator:
@@ -49,7 +50,7 @@ def measure(batches: int = 50, overrides: list[str] | None = None) -> dict[str, 
         ``images`` counts the images of the timed batches (a last batch of an epoch may be
         short), ``batch_size`` and ``num_workers`` are the loader's settings.
     """
-    cfg = compose_train(list(overrides or []))
+    cfg = load_config("train", list(overrides or []))
     datamodule = instantiate(cfg.data.datamodule)
     datamodule.setup("fit")
     torch.manual_seed(0)  # the flips draw from the global generator

@@ -23,29 +23,19 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from qmimic.conf import load_config
 from qmimic.models import ARCHS, FRAMEWORKS, TwoStageDetector, model_report
-from qmimic.report import width_name
-from qmimic.train import CONFIG_DIR
+from report import width_name
 
 IMAGE_SIZE = (600, 1000)
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """``conf/train.yaml`` with ``overrides`` (``+experiment=NAME`` included), as composed by
-    ``python -m qmimic.train``, without the Hydra runtime section."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
 def build(overrides: list[str]) -> tuple[TwoStageDetector, DictConfig]:
     """The configured detector in eval mode (weights seeded, random) and its model config."""
-    cfg = compose_train(overrides)
+    cfg = load_config("train", overrides)
     torch.manual_seed(0)
     return instantiate(cfg.model).eval(), cfg.model
 

@@ -3,7 +3,7 @@
 Training goes through ``python -m qmimic.pipeline`` (one ordinary ``qmimic.train`` run per stage
 and seed, finished stages skipped), so an interrupted benchmark resumes where it stopped and
 its runs can be inspected like any other. Each function returns the section's part of
-``bench/results.json`` (see :mod:`qmimic.report`).
+``bench/results.json`` (see ``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from qmimic.pipeline import STAGE_NAMES, ordering_verdict
-from qmimic.report import width_name
-from qmimic.summary import stat
+from qmimic.runs.summary import ordering_verdict, stat
+from qmimic.stages import stage_names
+from report import width_name
 
 LABELS = {
     "teacher": "ResNet18-{w} teacher",
@@ -73,8 +73,9 @@ def quality_row(stage: str, runs: list[dict]) -> dict:
 def quality(runs_dir: Path, seeds: list[int], schedule: list[str]) -> dict:
     """Every stage for every seed; the ``quality`` section."""
     out = runs_dir / "quality"
-    run_pipeline(out, seeds, list(STAGE_NAMES), schedule)
-    results = {stage: stage_results(out, stage, seeds) for stage in STAGE_NAMES}
+    stages = stage_names()
+    run_pipeline(out, seeds, stages, schedule)
+    results = {stage: stage_results(out, stage, seeds) for stage in stages}
     before = [r["float/test/voc07_map"] for r in results["qteacher"] if "float/test/voc07_map" in r]
     section = {
         "rows": {stage: quality_row(stage, runs) for stage, runs in results.items()},

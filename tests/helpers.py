@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from qmimic.data.shapes import ShapesSpec
-from qmimic.summary import stat
-from qmimic.train import CONFIG_DIR, build_net
+from qmimic.cli.train import build_net
+from qmimic.conf import CONFIG_MODULE
+from qmimic.data.generated.shapes import ShapesSpec
+from qmimic.runs.summary import stat
 
 TINY_SPEC = ShapesSpec(num_train=8, num_val=4, num_test=4, image_size=96, max_object_size=48)
 
@@ -47,9 +48,9 @@ def tiny_overrides(cache: Path, log_dir: Path) -> list[str]:
 
 
 def compose_train_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """``conf/train.yaml`` composed as the command line would, with a Hydra runtime set."""
+    """The ``train`` config composed as the command line would, with a Hydra runtime set."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
@@ -91,7 +92,7 @@ def _stat(*values: float) -> dict:
 
 
 def bench_results_example() -> dict:
-    """A small ``bench/results.json`` payload in the schema of :mod:`qmimic.report`."""
+    """A small ``bench/results.json`` payload in the schema of ``benchmarks/report.py``."""
     stages = {
         "teacher": (0.25, 0.58),
         "qteacher": (0.25, 0.59),

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import bench_results_example
 from qmimic.errors import UserError
-from qmimic.report import load_results, markdown_report, plot_latency, plot_quality, plot_width
+from report import load_results, markdown_report, plot_latency, plot_quality, plot_width
 
 
 def test_markdown_report_shows_every_section_with_figures_in_points():

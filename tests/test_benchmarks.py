@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 from pathlib import Path
 
+# The benchmark scripts import each other from their folder, which pytest puts on sys.path
+# (``pythonpath`` in pyproject.toml).
+import distill_step
+import eval_speed
+import loader_speed
+import model_speed
+import pictures
 import pytest
 
 from helpers import TINY_SPEC, save_untrained_checkpoint, tiny_overrides
-
-BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
-if BENCHMARKS not in sys.path:  # the benchmarks are scripts, importable from their folder
-    sys.path.append(BENCHMARKS)
-model_speed = importlib.import_module("model_speed")
-distill_step = importlib.import_module("distill_step")
-eval_speed = importlib.import_module("eval_speed")
-loader_speed = importlib.import_module("loader_speed")
-pictures = importlib.import_module("pictures")
 
 SHAPES_AT_64 = ["+experiment=scratch_shapes", "data.image_size=64"]
 

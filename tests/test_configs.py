@@ -7,10 +7,11 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from helpers import compose_train_config
+from qmimic.cli.train import build_net
+from qmimic.conf import experiment_names, missing_keys
 from qmimic.quant import feature_quantizers
-from qmimic.train import CONFIG_DIR, build_net, missing_keys
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = experiment_names()
 
 
 def test_there_are_experiments():

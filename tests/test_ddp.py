@@ -21,13 +21,12 @@ import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
 from helpers import TINY_DETECTOR, run_cli, save_untrained_checkpoint, tiny_overrides
-from qmimic.checkpoints import load_checkpoint
 from qmimic.data.sharding import ContiguousShardSampler
 from qmimic.errors import UserError
 from qmimic.models import build_detector
 from qmimic.modules import DistillModule
 from qmimic.modules.evaluation import GatheredMeanAveragePrecision
-from qmimic.modules.from_checkpoint import net_state
+from qmimic.runs.checkpoints import load_checkpoint, net_state
 
 TESTS_DIR = Path(__file__).resolve().parent
 

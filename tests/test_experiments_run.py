@@ -14,9 +14,10 @@ import pytest
 
 from data.trees import tiny_voc, tiny_wider
 from helpers import TINY_SPEC, compose_train_config, save_untrained_checkpoint
-from qmimic.train import CONFIG_DIR, missing_keys, train
+from qmimic.cli.train import train
+from qmimic.conf import experiment_names, missing_keys
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = experiment_names()
 
 SMALL = [
     "trainer.fast_dev_run=true",

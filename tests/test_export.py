@@ -10,13 +10,13 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from torchvision.ops import PSRoIAlign
 
 from helpers import TINY_DETECTOR, run_cli, save_untrained_checkpoint, tiny_overrides
-from qmimic.data.shapes import SHAPES_CLASSES
+from qmimic.cli.export import export, output_paths
+from qmimic.conf import load_config
+from qmimic.data.generated.shapes import SHAPES_CLASSES
 from qmimic.errors import UserError
 from qmimic.export import (
     Agreement,
@@ -24,15 +24,12 @@ from qmimic.export import (
     PSRoIAlignByRoIAlign,
     check_against,
     compare_detections,
-    export,
     export_onnx,
-    output_paths,
     random_images,
 )
+from qmimic.export.runtime import CLASS_NAMES, OnnxDetector
 from qmimic.models import TwoStageDetector, build_detector
-from qmimic.onnx_model import CLASS_NAMES, OnnxDetector
 from qmimic.quant import FeatureQuantizer, feature_quantizers, insert_quantizers
-from qmimic.train import CONFIG_DIR
 
 ROUNDING_OPS = {"Div", "Sub", "Ceil", "Clip", "Mul"}
 
@@ -164,13 +161,11 @@ def test_a_failed_check_leaves_nothing_behind(
     overrides = tiny_overrides(shapes_cache, tmp_path / "logs")
     ckpt = save_untrained_checkpoint("scratch_shapes", overrides, tmp_path / "tiny.ckpt")
     output = tmp_path / "out" / "model.onnx"
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "export", [f"ckpt={ckpt}", f"output={output}", "verify.split=random", "threads=1"]
-        )
+    cfg = load_config(
+        "export", [f"ckpt={ckpt}", f"output={output}", "verify.split=random", "threads=1"]
+    )
     monkeypatch.setattr(
-        "qmimic.export.command.check_against", lambda *args, **kwargs: Agreement(1, 20, 3, 0.1, 0.0)
+        "qmimic.cli.export.check_against", lambda *args, **kwargs: Agreement(1, 20, 3, 0.1, 0.0)
     )
     with pytest.raises(ExportMismatchError, match="differs from PyTorch on 3 of 20 top detections"):
         export(cfg)

@@ -61,21 +61,27 @@ def test_pipeline_runs_every_demo_stage_and_writes_the_verdict(shapes_cache: Pat
 
 
 def test_stage_scoped_overrides_reach_only_their_stages():
-    from qmimic.pipeline import overrides_for
+    from qmimic.cli.pipeline import overrides_for
+    from qmimic.stages import load_stages
+
+    stages = {stage.name: stage for stage in load_stages("shapes")}
+
+    def reaching(name: str) -> list[str]:
+        return overrides_for(stages[name], list(stages.values()), given)
 
     given = ["seed=3", "teacher:trainer.max_epochs=3", "students:model.width=0.03125",
              "hydra.run.dir=/a:b", "mimic:module.mimic_weight=10"]  # fmt: skip
-    assert overrides_for("teacher", given) == [
+    assert reaching("teacher") == [
         "seed=3",
         "trainer.max_epochs=3",
         "hydra.run.dir=/a:b",
     ]
-    assert overrides_for("qteacher", given) == ["seed=3", "hydra.run.dir=/a:b"]
-    assert overrides_for("scratch", given) == [
+    assert reaching("qteacher") == ["seed=3", "hydra.run.dir=/a:b"]
+    assert reaching("scratch") == [
         "seed=3",
         "model.width=0.03125",
         "hydra.run.dir=/a:b",
     ]
-    assert overrides_for("mimic", given) == [
+    assert reaching("mimic") == [
         "seed=3", "model.width=0.03125", "hydra.run.dir=/a:b", "module.mimic_weight=10",
     ]  # fmt: skip

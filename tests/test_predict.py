@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,13 +12,14 @@ import torch
 from PIL import Image
 
 from helpers import run_cli, save_untrained_checkpoint, tiny_overrides
-from qmimic.callbacks import ConfigInCheckpoint
-from qmimic.data.shapes import SHAPES_CLASSES
+from qmimic.cli.predict import drawing_paths, find_images, output_names
+from qmimic.data.generated.shapes import SHAPES_CLASSES
 from qmimic.errors import UserError
 from qmimic.export import export_onnx
-from qmimic.modules.from_checkpoint import load_detector
-from qmimic.onnx_model import metadata_for, write_metadata
-from qmimic.predict import CheckpointPredictor, drawing_paths, find_images, output_names
+from qmimic.export.runtime import metadata_for, write_metadata
+from qmimic.predictors import CheckpointPredictor
+from qmimic.runs.callbacks import ConfigInCheckpoint
+from qmimic.runs.checkpoints import load_run
 
 NAMES = [f"thing{i}" for i in range(1, 7)]
 
@@ -31,7 +33,7 @@ def models(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     checkpoint = torch.load(ckpt, weights_only=False)
     torch.save({**checkpoint, "qmimic_class_names": NAMES}, ckpt)
     onnx_path = folder / "tiny.onnx"
-    export_onnx(load_detector(ckpt).eval(), onnx_path, torch.rand(3, 96, 96))
+    export_onnx(load_run(ckpt).detector.eval(), onnx_path, torch.rand(3, 96, 96))
     write_metadata(onnx_path, metadata_for(tuple(NAMES), (96, 96), str(ckpt), "float32"))
     return {"ckpt": ckpt, "onnx": onnx_path}
 
@@ -128,16 +130,17 @@ def test_class_names_from_checkpoint_or_the_data_config(shapes_cache: Path, tmp_
 
 
 def test_no_detection_above_the_threshold_says_how_to_see_more(
-    models: dict, images: Path, tmp_path: Path, capsys
+    models: dict, images: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     from omegaconf import OmegaConf
 
-    from qmimic.predict import predict as run_predict
+    from qmimic.cli.predict import predict as run_predict
 
     cfg = OmegaConf.create({
         "ckpt": str(models["onnx"]), "input": str(images / "*.jpg"), "output": str(tmp_path),
         "score_threshold": 1.0, "threads": 1, "paths": {"output_dir": str(tmp_path)},
     })  # fmt: skip
-    results = run_predict(cfg)
+    with caplog.at_level(logging.WARNING, logger="qmimic"):
+        results = run_predict(cfg)
     assert results and not any(results.values())  # an untrained model scores near 1/7
-    assert "no detection scored at least score_threshold=1.0" in capsys.readouterr().err
+    assert "no detection scored at least score_threshold=1.0" in caplog.text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qmimic.summary import summarize, write_summary
+from qmimic.runs.summary import summarize, write_summary
 
 
 def run(voc07: float, coco: float, seconds: float = 120.0) -> dict:
@@ -49,7 +49,7 @@ def test_written_files_agree(tmp_path: Path):
 
 
 def test_ordering_verdict_reads_the_means():
-    from qmimic.pipeline import ordering_verdict
+    from qmimic.runs.summary import ordering_verdict
 
     runs = {"qmimic": [run(0.40, 0.2), run(0.42, 0.2)], "mimic": [run(0.38, 0.2)]}
     assert ordering_verdict(runs) == ""  # scratch missing: no verdict

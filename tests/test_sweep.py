@@ -8,8 +8,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from helpers import compose_train_config, run_cli, save_untrained_checkpoint, tiny_overrides
-from qmimic.loggers import run_group, run_name
-from qmimic.sweep import sweep_groups
+from qmimic.runs.loggers import run_group, run_name
+from qmimic.runs.sweep import sweep_groups
 
 
 def fake_job(sweep: Path, number: int, overrides: list[str], voc07: float) -> None:

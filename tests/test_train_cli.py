@@ -35,7 +35,11 @@ def test_fast_dev_run_writes_results(shapes_cache: Path, tmp_path: Path):
         assert isinstance(results[key], float) and 0.0 <= results[key] <= 1.0
     assert results["experiment"] == "scratch_shapes"
     assert results["seed"] == 0 and results["parameters"] > 0 and results["wall_time_s"] > 0
-    assert "test/map_50" in result.stdout
+    assert result.stdout.count("test/voc07_map") == 1  # the metrics, printed once
+    log = (run_dir / "train.log").read_text()  # what the run said, also on file
+    for message in ("model: resnet18 faster_rcnn width=0.0625", "results written to"):
+        assert message in log and message in result.stdout
+    assert "test/map_50" in log
 
 
 def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path):
@@ -49,7 +53,7 @@ def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path
     first = run_train(*base, "trainer.max_epochs=1", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     last = single_run_dir(tmp_path) / "checkpoints" / "last.ckpt"
-    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)  # plain data only
     assert checkpoint["global_step"] == 2
     assert checkpoint["qmimic_config"]["model"]["width"] == 0.0625
     resumed = run_train(
@@ -61,7 +65,7 @@ def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     again = single_run_dir(tmp_path / "resumed") / "checkpoints" / "last.ckpt"
-    assert torch.load(again, map_location="cpu", weights_only=False)["global_step"] == 4
+    assert torch.load(again, map_location="cpu", weights_only=True)["global_step"] == 4
 
 
 @pytest.mark.parametrize(

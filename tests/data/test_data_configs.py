@@ -7,10 +7,10 @@ import pytest
 from hydra.utils import instantiate
 
 from helpers import compose_train_config
+from qmimic.conf import options
 from qmimic.data import DetectionDataModule
-from qmimic.train import CONFIG_DIR
 
-DATA = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+DATA = options("data")
 PROTOCOLS = {"voc": "voc", "shapes": "voc", "widerface": "wider", "faces": "wider"}
 
 

@@ -6,8 +6,8 @@ from trees import TINY_WIDER_TRAIN, bbx_text, tiny_wider, voc_object, write_voc
 
 from qmimic.data import DataWarning, DetectionDataModule, VOCSource, WiderFaceSource
 from qmimic.data.grouping import GroupedBatchSampler
+from qmimic.data.images import BadSampleError
 from qmimic.data.transforms import RandomHorizontalFlip
-from qmimic.data.voc import BadSampleError
 from qmimic.errors import UserError
 
 IDS = [f"{i:06d}" for i in range(10)]

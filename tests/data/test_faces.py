@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmimic.data.faces import FacesSpec, ensure_faces, render_image
-from qmimic.data.wider_sources import FacesSource
-from qmimic.data.widerface import parse_wider_annotations
+from qmimic.data.generated.faces import FacesSpec, ensure_faces, render_image
+from qmimic.data.generated.sources import FacesSource
+from qmimic.data.widerface.annotations import parse_wider_annotations
 from qmimic.errors import UserError
 
 TINY_FACES = FacesSpec(num_train=6, num_val=4, image_size=96, max_face=48)

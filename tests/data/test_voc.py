@@ -4,9 +4,10 @@ import pytest
 import torch
 from trees import VOC_XML, tiny_voc, voc_object, write_voc
 
-import qmimic.data.voc_download as voc_download
-from qmimic.data.sources import VOCSource
-from qmimic.data.voc import VOC_CLASSES, BadSampleError, VOCDataset, parse_voc_annotation
+import qmimic.data.voc.download as voc_download
+from qmimic.data.images import BadSampleError
+from qmimic.data.voc.annotations import VOC_CLASSES, VOCDataset, parse_voc_annotation
+from qmimic.data.voc.sources import VOCSource
 from qmimic.errors import UserError
 
 

@@ -15,14 +15,14 @@ from trees import (
     write_wider_mats,
 )
 
-from qmimic.data.voc import BadSampleError
-from qmimic.data.wider_sources import WiderFaceSource
-from qmimic.data.widerface import (
+from qmimic.data.images import BadSampleError
+from qmimic.data.widerface.annotations import (
     WiderFaceDataset,
     find_gt_dir,
     parse_wider_annotations,
     read_setting_lists,
 )
+from qmimic.data.widerface.sources import WiderFaceSource
 from qmimic.errors import UserError
 
 

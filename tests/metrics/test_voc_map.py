@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from torchmetrics.utilities import dim_zero_cat
 
 from qmimic.metrics import VOCMeanAP
-from qmimic.metrics.voc import best_overlaps, pair_iou
+from qmimic.metrics.matching import best_overlaps, pair_iou
 
 A = [0, 0, 9, 9]
 B = [20, 0, 29, 9]

@@ -6,6 +6,7 @@ from helpers import TINY_DETECTOR
 from qmimic.errors import UserError
 from qmimic.models import ARCHS, FRAMEWORKS, DetectorConfigError, build_detector, count_parameters
 from qmimic.models.resnet import scale_channels
+from qmimic.quant import FeatureQuantizer, insert_quantizers
 
 COMBINATIONS = [(arch, framework) for arch in ARCHS for framework in FRAMEWORKS]
 
@@ -164,3 +165,14 @@ def test_builder_errors_reach_the_command_line_as_user_errors():
     with pytest.raises(DetectorConfigError) as error:
         build_detector(arch="vgg19", num_classes=3)
     assert isinstance(error.value, UserError) and isinstance(error.value, ValueError)
+
+
+def test_stride_and_raw_features_are_the_detector_api():
+    detector = build_detector(arch="resnet18", width=0.0625, **TINY_DETECTOR).eval()
+    insert_quantizers(detector, lambda: FeatureQuantizer(step=0.5))
+    batch, _ = detector.prepare([torch.rand(3, 96, 96)])
+    raw = detector.raw_features(batch)
+    assert detector.stride == 16 and raw.shape[-2:] == (96 // 16, 96 // 16)
+    assert torch.equal(detector.features(batch), detector.apply_neck(raw))
+    assert not torch.equal(raw, detector.apply_neck(raw))  # the neck quantizes, the raw map not
+    assert detector.feature_step == 0.5 and detector.roi_sampling_ratio == 2

@@ -1,17 +1,19 @@
-"""Every ``conf/model/*.yaml`` composes, builds, and runs fit + test in-process (fast_dev_run)."""
+"""Every ``model`` config composes, builds, and runs fit + test in-process (fast_dev_run)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from helpers import compose_train_config, run_cli, tiny_overrides
-from qmimic.train import CONFIG_DIR, build_net, train
+from qmimic.cli.train import build_net, train
+from qmimic.conf import options
 
-MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+MODELS = options("model")
 
 
 def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -38,11 +40,14 @@ def test_model_config_composes_and_builds(model: str, data: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_fast_dev_run_trains_and_tests(model: str, shapes_cache: Path, tmp_path: Path, capsys):
+def test_fast_dev_run_trains_and_tests(
+    model: str, shapes_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     overrides = [f"model={model}", "model.width=0.0625", "trainer.fast_dev_run=true"]
     cfg = compose_train_config([*tiny_overrides(shapes_cache, tmp_path), *overrides], tmp_path)
-    train(cfg)  # in-process: the command line itself is covered by tests/test_train_cli.py
-    assert "GFLOPs=" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="qmimic"):
+        train(cfg)  # in-process: the command line itself is covered by tests/test_train_cli.py
+    assert "GFLOPs=" in caplog.text
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["parameters"] > 0 and results["gflops"] > 0
     assert results["input_size"] == [96, 96]

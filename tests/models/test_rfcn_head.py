@@ -16,7 +16,7 @@ def constant_map_head(class_bias: torch.Tensor, box_bias: torch.Tensor) -> RFCNH
         nn.init.zeros_(conv.weight)
         conv.bias.data.copy_(bias)
     return RFCNHead(
-        box_roi_pool=position_sensitive_pool(K),
+        box_roi_pool=position_sensitive_pool(K, stride=16),
         box_head=nn.Identity(),
         box_predictor=predictor,
         fg_iou_thresh=0.5,

@@ -1,14 +1,29 @@
-"""Detection data: Pascal VOC and WIDER FACE readers, the built-in ``shapes`` and ``faces`` sets,
-their sources and the DataModule."""
+"""Detection data: the DataModule, and its sources grouped by format (:mod:`~qmimic.data.voc`,
+:mod:`~qmimic.data.widerface`) and by generated sets (:mod:`~qmimic.data.generated`).
+
+The configs name sources by these package-level names (``qmimic.data.ShapesSource``), which
+stay put when modules move.
+"""
 
 from qmimic.data.datamodule import DetectionDataModule, collate_detection
-from qmimic.data.faces import FacesSpec, ensure_faces
+from qmimic.data.generated import (
+    SHAPES_CLASSES,
+    FacesSource,
+    FacesSpec,
+    ShapesSource,
+    ShapesSpec,
+    ensure_faces,
+    ensure_shapes,
+)
+from qmimic.data.images import BadSampleError, load_rgb_image
 from qmimic.data.report import DataReport, DataWarning
-from qmimic.data.shapes import SHAPES_CLASSES, ShapesSpec, ensure_shapes
-from qmimic.data.sources import ShapesSource, VOCSource
-from qmimic.data.voc import VOC_CLASSES, BadSampleError, VOCDataset, parse_voc_annotation
-from qmimic.data.wider_sources import FacesSource, WiderFaceSource
-from qmimic.data.widerface import WIDER_CLASSES, WiderFaceDataset, parse_wider_annotations
+from qmimic.data.voc import VOC_CLASSES, VOCDataset, VOCSource, parse_voc_annotation
+from qmimic.data.widerface import (
+    WIDER_CLASSES,
+    WiderFaceDataset,
+    WiderFaceSource,
+    parse_wider_annotations,
+)
 
 __all__ = [
     "SHAPES_CLASSES",
@@ -29,6 +44,7 @@ __all__ = [
     "collate_detection",
     "ensure_faces",
     "ensure_shapes",
+    "load_rgb_image",
     "parse_voc_annotation",
     "parse_wider_annotations",
 ]

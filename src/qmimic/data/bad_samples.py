@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from qmimic.data.images import BadSampleError
 from qmimic.data.report import SKIPPED
-from qmimic.data.voc import BadSampleError
 from qmimic.errors import UserError
 
 POLICIES = ("raise", "skip")

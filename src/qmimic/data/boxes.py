@@ -7,7 +7,6 @@ DataLoader worker read the sample.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 CLIPPED = "clipped_boxes"  # target key: how many boxes were moved inside the image
@@ -53,7 +52,3 @@ def clean_target(target: dict, width: int, height: int, train: bool) -> dict:
         if bool(bad.any()):
             target = {**select(target, ~bad), DROPPED: int(bad.sum())}
     return target
-
-
-def empty_boxes() -> Tensor:
-    return torch.zeros((0, 4), dtype=torch.float32)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
-from qmimic.data.voc import BadSampleError, image_size
+from qmimic.data.images import BadSampleError, image_size
 
 
 def aspect_groups(dataset: Dataset) -> list[int]:

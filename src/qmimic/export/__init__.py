@@ -3,7 +3,7 @@
 
 The whole detector for one image goes into the graph: input transform, trunk, feature quantizers
 (as Div/Sub/Ceil/Clip/Mul), RPN with its NMS, region head with box decoding and per-class NMS
-(see :mod:`qmimic.onnx_model` for the input/output contract). The exported file is run with
+(see :mod:`qmimic.export.runtime` for the input/output contract). The exported file is run with
 onnxruntime on a few images and checked against PyTorch before it is put in place.
 
 ``quantize=int8`` also writes ``<name>.int8.onnx``: onnxruntime static quantization of every
@@ -13,7 +13,8 @@ calibrated on training images of the checkpoint's data. Box decoding and NMS sta
 Modules: :mod:`~qmimic.export.graph` (the exportable one-image module and the ONNX export),
 :mod:`~qmimic.export.agreement` (comparing detections with a reference),
 :mod:`~qmimic.export.int8` (static int8 quantization), :mod:`~qmimic.export.images` (images to
-check and calibrate on), :mod:`~qmimic.export.command` (the Hydra command).
+check and calibrate on), :mod:`~qmimic.export.runtime` (running an exported file with
+onnxruntime). The command is :mod:`qmimic.cli.export`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from qmimic.export.agreement import (
     check_against,
     compare_detections,
 )
-from qmimic.export.command import export, main, output_paths
 from qmimic.export.graph import (
     MIN_OPSET,
     PSRoIAlignByRoIAlign,
@@ -49,11 +49,8 @@ __all__ = [
     "check_against",
     "compare_detections",
     "data_images",
-    "export",
     "export_onnx",
     "exportable",
-    "main",
-    "output_paths",
     "quantize_int8",
     "random_images",
 ]

@@ -1,8 +1,6 @@
-"""``python -m qmimic.export ckpt=PATH ...``: see :mod:`qmimic.export`."""
-
-from __future__ import annotations
-
-from qmimic.export.command import main
+"""``python -m qmimic.export ckpt=PATH ...``: see :mod:`qmimic.cli.export`."""
 
 if __name__ == "__main__":
+    from qmimic.cli.export import main
+
     main()

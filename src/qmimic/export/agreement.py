@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from qmimic.errors import UserError
+from qmimic.export.runtime import OnnxDetector
 from qmimic.models.detector import TwoStageDetector
-from qmimic.onnx_model import OnnxDetector
 
 SCORE_ATOL = 1e-4
 BOX_RTOL = 1e-3

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torchvision.ops import PSRoIAlign, roi_align
 
 from qmimic.errors import UserError
+from qmimic.export.runtime import INPUT, OUTPUTS
 from qmimic.models.detector import TwoStageDetector
-from qmimic.onnx_model import INPUT, OUTPUTS
 
 # torchvision's RoIAlign needs opset 16 to export aligned=True exactly (half_pixel coordinates).
 MIN_OPSET = 16

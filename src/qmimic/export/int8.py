@@ -21,7 +21,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import Tensor
 
 from qmimic.errors import UserError
-from qmimic.onnx_model import INPUT
+from qmimic.export.runtime import INPUT
 
 
 @contextmanager

@@ -43,7 +43,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from qmimic.metrics.voc import as_boxes, best_overlaps, check_length, envelope_ap, image_ids
+from qmimic.metrics.matching import as_boxes, best_overlaps, check_length, envelope_ap, image_ids
 
 __all__ = ["WiderFaceAP"]
 

@@ -24,7 +24,6 @@ ARCHS = ("resnet18", "vgg16")
 FRAMEWORKS = ("faster_rcnn", "rfcn")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FEATURE_STRIDE = 16
 # RoIAlign grid of the Faster R-CNN head: ResNet's layer4 halves 14 to 7; VGG's fc6 takes 7x7.
 DEFAULT_ROI_OUTPUT_SIZE = {"resnet18": 14, "vgg16": 7}
 
@@ -118,6 +117,7 @@ def build_detector(
         arch=arch,
         framework=framework,
         in_channels=trunk.out_channels,
+        stride=trunk.stride,
         width=width,
         num_classes=num_classes,
         roi_output_size=roi_output_size,
@@ -204,6 +204,7 @@ def _region_head(
     arch: str,
     framework: str,
     in_channels: int,
+    stride: int,
     width: float,
     num_classes: int,
     roi_output_size: int,
@@ -218,14 +219,14 @@ def _region_head(
             else VGG16RoIHead(in_channels, roi_output_size, width)
         )
         return FastRCNNHead(
-            box_roi_pool=SingleMapRoIAlign(roi_output_size, FEATURE_STRIDE, roi_sampling_ratio),
+            box_roi_pool=SingleMapRoIAlign(roi_output_size, stride, roi_sampling_ratio),
             box_head=box_head,
             box_predictor=FastRCNNPredictor(box_head.out_channels, num_classes),
             **sampling,
         )
     body: nn.Module = ResNet18RFCNBody(in_channels, width) if arch == "resnet18" else nn.Identity()
     return RFCNHead(
-        box_roi_pool=position_sensitive_pool(ps_grid_size, FEATURE_STRIDE, roi_sampling_ratio),
+        box_roi_pool=position_sensitive_pool(ps_grid_size, stride, roi_sampling_ratio),
         box_head=body,
         box_predictor=PositionSensitivePredictor(
             getattr(body, "out_channels", in_channels), num_classes, ps_grid_size

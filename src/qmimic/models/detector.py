@@ -8,8 +8,8 @@ Tensor contract (all calls):
 Unlike torchvision's ``GeneralizedRCNN``, what a call returns never depends on ``self.training``:
 ``losses`` always returns losses, ``predict`` always returns detections. The module mode only sets
 BatchNorm behaviour, multi-scale resizing and the RPN proposal budget. Distillation uses the
-stage calls (``prepare`` -> ``features`` -> ``proposals`` -> ``roi_losses``) to share one forward
-pass between detection losses and the mimic loss.
+stage calls (``prepare`` -> ``raw_features`` -> ``apply_neck`` -> ``proposals`` ->
+``roi_losses``) to share one forward pass between detection losses and the mimic loss.
 """
 
 from __future__ import annotations
@@ -84,15 +84,42 @@ class TwoStageDetector(nn.Module):
         """Channels ``C`` of the feature map returned by :meth:`features`."""
         return self.trunk.out_channels
 
+    @property
+    def stride(self) -> int:
+        """Input pixels per feature-map cell: a box ``b`` in resized-image pixels covers
+        ``b / stride`` on the map."""
+        return int(self.trunk.stride)
+
+    @property
+    def roi_sampling_ratio(self) -> int:
+        """Sampling points per bin with which the region head pools its regions."""
+        return int(self.roi_heads.box_roi_pool.sampling_ratio)
+
+    @property
+    def feature_step(self) -> float | None:
+        """The quantization step of the feature map when the neck quantizes it (see
+        :mod:`qmimic.quant`), else ``None``."""
+        step = getattr(self.neck, "step", None)
+        return None if step is None else float(step)
+
     def prepare(
         self, images: list[Tensor], targets: Targets | None = None
     ) -> tuple[ImageList, Targets | None]:
         """Resize, normalise and pad ``images``; scale target boxes to the resized frame."""
         return self.transform(images, targets)
 
+    def raw_features(self, images: ImageList) -> Tensor:
+        """The trunk's map before the neck: ``[B, C, H/stride, W/stride]`` (float even where the
+        neck quantizes)."""
+        return self.trunk(images.tensors)
+
+    def apply_neck(self, raw_features: Tensor) -> Tensor:
+        """:meth:`features` from :meth:`raw_features` (the neck, e.g. a feature quantizer)."""
+        return self.neck(raw_features)
+
     def features(self, images: ImageList) -> Tensor:
-        """The feature map that feeds RPN and region head: ``[B, C, H/16, W/16]`` (neck applied)."""
-        return self.neck(self.trunk(images.tensors))
+        """The map that feeds RPN and region head: ``[B, C, H/stride, W/stride]``, neck applied."""
+        return self.apply_neck(self.raw_features(images))
 
     def proposals(
         self, images: ImageList, features: Tensor, targets: Targets | None = None

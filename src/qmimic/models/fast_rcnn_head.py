@@ -1,4 +1,4 @@
-"""Fast R-CNN region head over one stride-16 feature map."""
+"""Fast R-CNN region head over one feature map of known stride."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class SingleMapRoIAlign(nn.Module):
     [R_i, 4] xyxy image pixels, image_sizes)`` -> ``[sum R_i, C, S, S]``.
     """
 
-    def __init__(self, output_size: int, stride: int = 16, sampling_ratio: int = 2):
+    def __init__(self, output_size: int, stride: int, sampling_ratio: int = 2):
         super().__init__()
         self.output_size = output_size
         self.spatial_scale = 1.0 / stride

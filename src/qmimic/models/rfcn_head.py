@@ -39,9 +39,7 @@ class PositionSensitivePredictor(nn.Module):
         return self.class_maps(x), self.box_maps(x)
 
 
-def position_sensitive_pool(
-    grid_size: int, stride: int = 16, sampling_ratio: int = 2
-) -> PSRoIAlign:
+def position_sensitive_pool(grid_size: int, stride: int, sampling_ratio: int = 2) -> PSRoIAlign:
     """``ps_roi_align`` with a ``grid_size x grid_size`` grid over a map of the given stride."""
     return PSRoIAlign(grid_size, spatial_scale=1.0 / stride, sampling_ratio=sampling_ratio)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from qmimic.errors import UserError
 from qmimic.models.detector import TwoStageDetector
 from qmimic.modules.detector_module import (
     DetectorModule,
@@ -14,11 +15,17 @@ from qmimic.modules.detector_module import (
     SchedulerFactory,
     training_targets,
 )
-from qmimic.modules.from_checkpoint import freeze, load_detector
 from qmimic.modules.mimic import REGION_READS, mimic_loss, native_crops, read_regions
 from qmimic.quant import FeatureQuantizer
+from qmimic.runs.checkpoints import load_run
 
 REGION_SOURCES = ("student", "teacher", "gt")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients, eval mode: a module that only ever computes targets."""
+    module.requires_grad_(False)
+    return module.eval()
 
 
 class DistillModule(DetectorModule):
@@ -77,13 +84,18 @@ class DistillModule(DetectorModule):
         if region_read not in REGION_READS:
             raise ValueError(f"region_read must be one of {REGION_READS}, got {region_read!r}")
         super().__init__(net, optimizer, scheduler, eval_protocol, metric_backend)
-        teacher = freeze(load_detector(teacher_ckpt))
+        teacher = freeze(load_run(teacher_ckpt).detector)
+        if teacher.stride != net.stride:
+            raise UserError(
+                f"the teacher in {teacher_ckpt} has feature stride {teacher.stride} but the "
+                f"student {net.stride}: one box must address the same region on both maps; "
+                "use a teacher of the student's architecture family"
+            )
         object.__setattr__(self, "_teacher", teacher)  # unregistered on purpose (see docstring)
         self.teacher_ckpt = str(Path(teacher_ckpt).expanduser())
         self.regressor = nn.Conv2d(net.feature_channels, teacher.feature_channels, kernel_size=1)
         if mimic_step is None:
-            neck = teacher.neck
-            mimic_step = float(neck.step) if isinstance(neck, FeatureQuantizer) else 1.0
+            mimic_step = teacher.feature_step or 1.0
         self.mimic_quantizer = FeatureQuantizer(step=mimic_step)
         self.mimic_weight = mimic_weight
         self.regions = regions
@@ -94,7 +106,7 @@ class DistillModule(DetectorModule):
         self.quantize_student = quantize_student
         self.normalize = normalize
         # Read regions as the student's head reads them, so reused and read regions agree.
-        self.sampling_ratio = getattr(net.roi_heads.box_roi_pool, "sampling_ratio", 2)
+        self.sampling_ratio = net.roi_sampling_ratio
 
     @property
     def teacher(self) -> TwoStageDetector:
@@ -112,7 +124,7 @@ class DistillModule(DetectorModule):
     def _teacher_boxes(self, batch, targets, teacher_map) -> list[Tensor]:
         if self.regions == "gt":
             return [t["boxes"] for t in targets]
-        proposals, _ = self.teacher.proposals(batch, self.teacher.neck(teacher_map))
+        proposals, _ = self.teacher.proposals(batch, self.teacher.apply_neck(teacher_map))
         return [p[: self.regions_per_image].detach() for p in proposals]
 
     def _can_reuse(self, pooled: Tensor | None) -> bool:
@@ -124,7 +136,7 @@ class DistillModule(DetectorModule):
         )
 
     def _read(self, features: Tensor, boxes: list[Tensor]) -> Tensor | list[Tensor]:
-        stride = 16
+        stride = self.net.stride  # the teacher's too (checked on construction)
         if self.region_read == "native":
             return native_crops(features, boxes, stride=stride)
         return read_regions(
@@ -154,7 +166,7 @@ class DistillModule(DetectorModule):
         )
         losses = rpn_losses | roi_losses
         with torch.no_grad():
-            teacher_map = self.teacher.trunk(batch.tensors)
+            teacher_map = self.teacher.raw_features(batch)
             if self.regions == "student":
                 boxes = [b.detach() for b in sampled.boxes]
             else:

@@ -6,6 +6,9 @@ import lightning as L
 import torch
 
 from qmimic.quant.insertion import feature_quantizers
+from qmimic.runs.log import get_logger
+
+log = get_logger(__name__)
 
 
 class CalibrateQuantizers(L.Callback):
@@ -33,8 +36,9 @@ class CalibrateQuantizers(L.Callback):
                 images = [image.to(pl_module.device) for image in images]
                 pl_module.net.features(pl_module.net.prepare(images)[0])
         steps = [q.finish_calibration() for q in quantizers]
-        print(
-            f"calibrated {len(steps)} quantizer(s) on {self.num_batches} batches: step "
-            + ", ".join(f"{s:.4g}" for s in steps),
-            flush=True,
+        log.info(
+            "calibrated %d quantizer(s) on %d batches: step %s",
+            len(steps),
+            self.num_batches,
+            ", ".join(f"{s:.4g}" for s in steps),
         )

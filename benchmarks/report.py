@@ -1,0 +1,251 @@
+"""Tables and plots of a benchmark's ``bench/results.json`` (written by ``make bench``).
+
+Used by the benchmark itself and by ``notebooks/02_results.ipynb``. The JSON holds four optional
+sections, each present when it was run:
+
+- ``quality``: ``rows`` per stage (teacher, qteacher, scratch, quant, mimic, qmimic) with
+  ``metrics[key] = {"values", "mean", "std"}`` as fractions, ``parameters``, ``gflops``,
+  ``minutes``, ``runs``, ``label``, ``width``; ``qteacher_before`` (the float teacher's VOC07 mAP
+  before stage 2) and ``verdict`` (whether qmimic > mimic > scratch on the mean);
+- ``widths``: ``points`` (``method``, ``width``, ``voc07_map`` as above, ``source``) and
+  ``not_run`` (``width``, ``reason``);
+- ``speed``: ``latency`` rows (``model``, ``arch``, ``width``, ``size`` [H, W], ``parameters``,
+  ``gflops``, ``ms``, ``proposals``), ``latency_ratio``, ``train_step``, ``eval``, ``loader``;
+- ``int8``: ``rows`` (``runtime``, ``ms``, ``voc07_map``, ``map``), ``speedup``,
+  ``voc07_map_cost``.
+
+Plots need matplotlib (``pip install 'qmimic[report]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qmimic.errors import UserError
+from qmimic.runs.summary import markdown_table, points
+from qmimic.stages import stage_names
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """The benchmark results at ``path`` (a ``results.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no benchmark results at {path}; run `make bench` to write them")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); run `make bench` again") from exc
+
+
+def width_name(width: float) -> str:
+    """``1``, ``1/4``, ``1/16``... for a channel-width multiplier."""
+    return "1" if width >= 1 else f"1/{round(1 / width)}"
+
+
+def quality_table(results: dict) -> str:
+    """Rows of the paper's VOC table on the benchmark's data: mAP mean ± std over seeds."""
+    quality = results["quality"]
+    rows = []
+    for stage in stage_names():
+        row = quality["rows"].get(stage)
+        if row is None:
+            continue
+        metrics = row["metrics"]
+        rows.append([
+            row["label"], points(metrics.get("test/voc07_map")), points(metrics.get("test/map")),
+            f"{row['parameters']:,}", f"{row['gflops']:.3f}", f"{row['minutes']:.1f}",
+            str(row["runs"]),
+        ])  # fmt: skip
+    header = ["model", "VOC07 mAP@0.5", "COCO mAP", "parameters", "GFLOPs", "minutes", "seeds"]
+    text = markdown_table(header, rows)
+    if "qteacher_before" in quality:
+        text += (
+            f"\nStage 2 starts from the float teacher at {points(quality['qteacher_before'])} "
+            "VOC07 mAP (the qteacher row is after quantization and fine-tuning).\n"
+        )
+    if quality.get("verdict"):
+        text += f"\n{quality['verdict']}\n"
+    return text
+
+
+def width_table(results: dict) -> str:
+    """VOC07 mAP against channel width, one row per (method, width) point."""
+    widths = results["widths"]
+    rows = [
+        [p["method"], width_name(p["width"]), points(p["voc07_map"]), p["source"]]
+        for p in sorted(widths["points"], key=lambda p: (p["method"], -p["width"]))
+    ]
+    text = markdown_table(["method", "width", "VOC07 mAP@0.5", "from"], rows)
+    for skipped in widths.get("not_run", []):
+        text += f"\nWidth {width_name(skipped['width'])} not trained: {skipped['reason']}\n"
+    return text
+
+
+def latency_table(results: dict) -> str:
+    """Parameters, GFLOPs and CPU milliseconds per image (batch 1) per model and input size."""
+    speed = results["speed"]
+    rows = [
+        [r["model"], width_name(r["width"]), f"{r['size'][0]}x{r['size'][1]}",
+         f"{r['parameters']:,}", f"{r['gflops']:.2f}", f"{r['ms']:.1f}", str(r["proposals"])]
+        for r in speed["latency"]
+    ]  # fmt: skip
+    header = ["model", "width", "input", "parameters", "GFLOPs", "CPU ms/image", "proposals"]
+    text = markdown_table(header, rows)
+    ratio = speed.get("latency_ratio")
+    if ratio:
+        size = f"{ratio['size'][0]}x{ratio['size'][1]}"
+        text += (
+            f"\n{ratio['student']} is {ratio['ratio']:.1f}x faster than {ratio['teacher']} at "
+            f"{size} (target >= 10x: {'met' if ratio['ratio'] >= 10 else 'MISSED'}).\n"
+        )
+    return text
+
+
+def cost_table(results: dict) -> str:
+    """Training step, evaluation and data loading costs."""
+    speed, rows = results["speed"], []
+    if "train_step" in speed:
+        step = speed["train_step"]
+        shape = f"batch {step['batch']} x {step['size']} px"
+        rows += [
+            ["student training step", f"{step['student_ms']:.1f} ms", shape],
+            ["teacher forward, no autograd", f"{step['teacher_forward_ms']:.1f} ms", shape],
+            ["distillation step", f"{step['distill_ms']:.1f} ms",
+             f"{step['ratio']:.3f} x (student + teacher); target <= {step['target']}"],
+        ]  # fmt: skip
+    if "eval" in speed:
+        ev = speed["eval"]
+        rows += [
+            ["VOC07 mAP (qmimic)", f"{ev['qmimic_s']:.2f} s", f"{ev['images']} images"],
+            ["COCO mAP (torchmetrics)", f"{ev['torchmetrics_s']:.2f} s",
+             f"qmimic's VOC07 metric is {ev['speedup']:.1f}x faster"],
+        ]  # fmt: skip
+    if "loader" in speed:
+        lo = speed["loader"]
+        rows.append([
+            "train loader", f"{lo['images_per_s']:.0f} images/s",
+            f"batch {lo['batch_size']}, {lo['num_workers']} workers, {lo['images']} images",
+        ])  # fmt: skip
+    return markdown_table(["what", "cost", "notes"], rows)
+
+
+def int8_table(results: dict) -> str:
+    """The exported student in PyTorch, onnxruntime float32 and onnxruntime int8."""
+    int8 = results["int8"]
+    rows = [
+        [r["runtime"], f"{r['ms']:.1f}", f"{100 * r['voc07_map']:.1f}", f"{100 * r['map']:.1f}"]
+        for r in int8["rows"]
+    ]
+    size = f"{int8['size'][0]}x{int8['size'][1]}"
+    text = markdown_table(["runtime", f"CPU ms/image ({size})", "VOC07 mAP@0.5", "COCO mAP"], rows)
+    cost = 100 * int8["voc07_map_cost"]  # float32 mAP minus int8 mAP, in points
+    change = f"{cost:.1f} points of VOC07 mAP lost" if cost >= 0 else f"{-cost:.1f} points gained"
+    return (
+        text
+        + f"\n{int8['model']}: int8 is {int8['speedup']:.2f}x the speed of float32, {change}.\n"
+    )
+
+
+SECTIONS = (
+    ("quality", "Quality (built-in data, mean ± std over seeds)", quality_table),
+    ("widths", "mAP against width", width_table),
+    ("speed", "Speed: CPU latency per image", latency_table),
+    ("speed", "Speed: training, evaluation, data loading", cost_table),
+    ("int8", "int8 export", int8_table),
+)
+
+
+def markdown_report(results: dict) -> str:
+    """Every table the results hold, each under a heading, with the run's facts first."""
+    meta = results.get("meta", {})
+    parts = ["# qmimic benchmark\n"]
+    if meta:
+        parts.append(
+            f"{'Quick mode (smoke figures only). ' if meta.get('quick') else ''}"
+            f"torch {meta.get('torch')}, {meta.get('threads')} threads, load average "
+            f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
+            f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
+            + (
+                f" Training runs finished before were found under {meta.get('runs_dir')} and "
+                "reused (the quality table gives their own minutes)."
+                if meta.get("reused_runs")
+                else ""
+            )
+            + "\n"
+        )
+    for key, title, table in SECTIONS:
+        if key in results:
+            parts.append(f"## {title}\n\n{table(results)}")
+    return "\n".join(parts)
+
+
+def _figure(width: float = 6.0, height: float = 4.0):
+    try:  # matplotlib is optional: only plots need it
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise UserError(f"plots need matplotlib ({exc}); pip install 'qmimic[report]'") from exc
+    return plt.subplots(figsize=(width, height), layout="constrained")
+
+
+def _save(figure, path: str | Path | None):
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure
+
+
+def plot_quality(results: dict, path: str | Path | None = None):
+    """Bar chart of VOC07 mAP per stage, mean with a std error bar; saved to ``path`` if given."""
+    figure, axes = _figure()
+    rows = [results["quality"]["rows"][s] for s in stage_names() if s in results["quality"]["rows"]]
+    stats = [row["metrics"]["test/voc07_map"] for row in rows]
+    axes.bar(
+        range(len(rows)),
+        [100 * s["mean"] for s in stats],
+        yerr=[100 * s["std"] for s in stats],
+        capsize=4,
+        color=["#777777"] * 2 + ["#4c72b0"] * (len(rows) - 2),
+    )
+    axes.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=30, ha="right")
+    axes.set_ylabel("VOC07 mAP@0.5 (%)")
+    axes.set_title("Teachers and 1/16 students (mean ± std over seeds)")
+    return _save(figure, path)
+
+
+def plot_width(results: dict, path: str | Path | None = None):
+    """VOC07 mAP against channel width (log scale), one line per method."""
+    figure, axes = _figure()
+    points = results["widths"]["points"]
+    for method in sorted({p["method"] for p in points}):
+        mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["width"])
+        axes.errorbar(
+            [p["width"] for p in mine],
+            [100 * p["voc07_map"]["mean"] for p in mine],
+            yerr=[100 * p["voc07_map"]["std"] for p in mine],
+            marker="o",
+            capsize=4,
+            label=method,
+        )
+    ticks = sorted({p["width"] for p in points})
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(ticks, [width_name(w) for w in ticks])
+    axes.set_xlabel("channel width (fraction of ResNet-18)")
+    axes.set_ylabel("VOC07 mAP@0.5 (%)")
+    axes.legend()
+    axes.set_title("mAP against width")
+    return _save(figure, path)
+
+
+def plot_latency(results: dict, path: str | Path | None = None):
+    """Horizontal bars of CPU milliseconds per image, one bar per (model, input size)."""
+    rows = results["speed"]["latency"]
+    figure, axes = _figure(height=0.45 * len(rows) + 1.5)
+    labels = [f"{r['model']} @ {r['size'][0]}x{r['size'][1]}" for r in rows]
+    axes.barh(range(len(rows)), [r["ms"] for r in rows], color="#4c72b0")
+    axes.set_yticks(range(len(rows)), labels)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel("CPU ms per image, batch 1 (log scale)")
+    axes.set_title("Latency")
+    return _save(figure, path)

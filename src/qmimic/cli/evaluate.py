@@ -1,0 +1,79 @@
+"""Evaluate a checkpoint: ``python -m qmimic.evaluate ckpt=PATH [data=NAME data.root=...]``.
+
+Writes ``results.json`` (test metrics), ``per_class_ap.md`` (VOC07 AP per class) and
+``evaluate.log`` into the Hydra run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from qmimic.conf import CONFIG_PATH, check_complete
+from qmimic.errors import UserError, exit_on_user_error
+from qmimic.models import count_parameters
+from qmimic.modules import DetectorModule
+from qmimic.runs.checkpoints import load_run
+from qmimic.runs.log import format_metrics, get_logger, route_library_logs
+from qmimic.runs.results import write_json, write_text
+
+log = get_logger("qmimic.evaluate")
+
+
+def per_class_table(results: dict, class_names: tuple[str, ...]) -> str:
+    """Markdown table of VOC07 AP per class (classes with at least one non-difficult object)."""
+    lines = ["| class | AP (VOC07, IoU 0.5) |", "|---|---|"]
+    classes = results.get("voc07_classes")
+    aps = results.get("voc07_ap_per_class")
+    if classes is not None and aps is not None:
+        for label, ap in zip(classes.reshape(-1).tolist(), aps.reshape(-1).tolist(), strict=True):
+            name = class_names[int(label) - 1] if 0 < label <= len(class_names) else str(label)
+            lines.append(f"| {name} | {100 * ap:.1f} |")
+    if "voc07_map" in results:
+        lines.append(f"| **mean** | **{100 * float(results['voc07_map']):.1f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    check_complete(cfg, "e.g. ckpt=outputs/<task>/runs/<time>/checkpoints/last.ckpt")
+    L.seed_everything(cfg.seed, workers=True)
+    run = load_run(cfg.ckpt)
+    module = DetectorModule(run.detector, optimizer=None)  # test only
+    data_cfg = cfg.data if cfg.get("data") is not None else OmegaConf.create(run.config["data"])
+    datamodule = instantiate(data_cfg.datamodule)
+    datamodule.prepare_data()
+    if datamodule.num_classes != run.num_classes:
+        raise UserError(
+            f"the checkpoint predicts {run.num_classes} classes but the "
+            f"data has {datamodule.num_classes}; pick the data it was trained on"
+        )
+    output_dir = Path(cfg.paths.output_dir)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    results = {
+        "checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
+        "data": data_cfg.get("name"),
+        "parameters": count_parameters(module.net),
+        **{k: float(v) for k, v in metrics.items()},
+    }
+    write_json(output_dir / "results.json", results)
+    table = per_class_table(module.test_results, datamodule.class_names)
+    write_text(output_dir / "per_class_ap.md", table)
+    log.info("%s\nresults written to %s\n%s", table, output_dir, format_metrics(metrics))
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    route_library_logs()
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

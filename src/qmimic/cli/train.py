@@ -1,0 +1,188 @@
+"""Train (and test) one model: ``python -m qmimic.train [+experiment=NAME] [key=value ...]``.
+
+Writes into the Hydra run directory: ``config.yaml`` (resolved), ``checkpoints/{last,best}.ckpt``,
+logger output, ``results.json`` with the test metrics and the facts of the run, and ``train.log``
+with what the run said.
+
+Under DDP (``trainer=ddp trainer.devices=N``) Lightning re-runs this command for ranks 1..N-1
+and passes them rank 0's ``hydra.run.dir``, so every rank resolves the same output directory;
+only global rank 0 writes files or logs the run's summary lines.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from qmimic.conf import CONFIG_PATH, check_complete
+from qmimic.errors import UserError, exit_on_user_error
+from qmimic.models import TwoStageDetector, model_report
+from qmimic.quant import QuantizationPlan, feature_quantizers
+from qmimic.quant.calibration import CalibrateQuantizers
+from qmimic.runs.callbacks import ConfigInCheckpoint
+from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
+from qmimic.runs.log import format_metrics, get_logger, route_library_logs
+from qmimic.runs.results import write_json
+
+log = get_logger("qmimic.train")
+
+
+def _experiment_name() -> str:
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return str(choices.get("experiment") or "default")
+
+
+def build_net(cfg: DictConfig) -> tuple[TwoStageDetector, QuantizationPlan | None]:
+    """The configured detector: weights from ``init_ckpt`` if set, then the ``quant`` plan."""
+    net = instantiate(cfg.model)
+    if cfg.get("init_ckpt"):
+        # Rebuilding the saved detector draws random initial weights; keep those draws out of
+        # the seeded stream, so the run draws what it would without init_ckpt.
+        with torch.random.fork_rng(devices=[]):
+            state = load_run(cfg.init_ckpt).detector.state_dict()
+        check_matches(state, net, cfg.init_ckpt)
+        net.load_state_dict(state)
+    plan = instantiate(cfg.quant) if cfg.get("quant") else None
+    if plan is not None:
+        placed = plan.apply(net)
+        log.info("quantizers on: %s", ", ".join(placed))
+    return net, plan
+
+
+def _float_baseline(trainer: L.Trainer, module: L.LightningModule, datamodule) -> dict:
+    """Test metrics with every quantizer switched off: the model before quantization."""
+    quantizers = feature_quantizers(module.net)
+    for q in quantizers:
+        q.enabled = False
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    for q in quantizers:
+        q.enabled = True
+    return {f"float/{k}": float(v) for k, v in metrics.items()}
+
+
+def _check_resume(ckpt_path: str | None, module: L.LightningModule) -> str | None:
+    if ckpt_path is None:
+        return None
+    checkpoint = load_checkpoint(ckpt_path)
+    check_matches(checkpoint["state_dict"], module, ckpt_path)
+    return str(Path(ckpt_path).expanduser())
+
+
+def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) -> None:
+    """Refuse what cannot run on several processes, before anything is written.
+
+    A sweep (``-m``): Lightning starts ranks 1..N-1 by re-running the command line with
+    ``hydra.run.dir`` added; under ``-m`` that command is the whole sweep, so each extra
+    process would run every job into directories of its own. (Under torchrun or SLURM the
+    processes exist beforehand.) Aspect-ratio grouping: its batch sampler draws batches from
+    the whole training set, and Lightning cannot shard it between processes.
+    """
+    if trainer.world_size < 2:
+        return
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and environment is not None
+        and not environment.creates_processes_externally
+    ):
+        raise UserError(
+            "a sweep (-m) cannot start DDP processes: run each combination as its own "
+            "`python -m qmimic.train trainer=ddp ...` command, or sweep with trainer.devices=1"
+        )
+    if getattr(datamodule, "aspect_ratio_grouping", False):
+        raise UserError(
+            "data.aspect_ratio_grouping=true cannot be split between DDP processes; "
+            "pass data.aspect_ratio_grouping=false"
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test the configured model; returns what it writes to ``results.json``."""
+    started = time.perf_counter()
+    check_complete(cfg, "e.g. the path of the previous stage's checkpoint")
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data.datamodule)
+    datamodule.prepare_data()  # fail on a missing dataset before anything is written
+    if datamodule.num_classes != cfg.data.num_classes:
+        raise UserError(
+            f"data.num_classes={cfg.data.num_classes} but the dataset has "
+            f"{datamodule.num_classes} classes including background; fix the config"
+        )
+    net, plan = build_net(cfg)
+    module = instantiate(cfg.module, net=net)
+    resume_from = _check_resume(cfg.get("ckpt_path"), module)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    if plan is not None and plan.calibration_batches > 0:
+        callbacks.append(CalibrateQuantizers(plan.calibration_batches))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for logger in loggers:  # the whole config, so dashboards can compare runs by any key
+        logger.log_hyperparams(resolved)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
+    )
+    _check_distributed(trainer, datamodule)
+    if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
+        OmegaConf.save(OmegaConf.create(resolved), output_dir / "config.yaml")
+    report = model_report(module.net)  # at the test-time input size and proposal budget
+    height, width = report["input_size"]
+    log.info(
+        "model: %s %s width=%s parameters=%s GFLOPs=%.3f at %dx%d",
+        cfg.model.arch,
+        cfg.model.framework,
+        cfg.model.width,
+        f"{report['parameters']:,}",
+        report["gflops"],
+        height,
+        width,
+    )
+
+    before = {}
+    if plan is not None and cfg.get("init_ckpt") and resume_from is None and cfg.get("test", True):
+        before = _float_baseline(trainer, module, datamodule)  # stage 2: mAP before quantization
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    metrics = {}
+    if cfg.get("test", True):
+        metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    results = {
+        "experiment": _experiment_name(),
+        "task_name": cfg.task_name,
+        "seed": cfg.seed,
+        "parameters": report["parameters"],
+        "gflops": report["gflops"],
+        "input_size": report["input_size"],
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "output_dir": str(output_dir),
+        **before,
+        **{k: float(v) for k, v in metrics.items()},
+    }
+    if trainer.is_global_zero:  # metrics are gathered over all ranks: the same on each
+        write_json(output_dir / "results.json", results)
+        log.info("results written to %s\n%s", output_dir / "results.json", format_metrics(metrics))
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    route_library_logs()
+    results = train(cfg)
+    return results.get("test/map_50")
+
+
+if __name__ == "__main__":
+    main()

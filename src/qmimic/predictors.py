@@ -1,0 +1,49 @@
+"""Detectors behind one call, ``predict(image)``: a checkpoint's run with PyTorch, or an
+exported ONNX model with onnxruntime; both give the same detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from qmimic.errors import UserError
+from qmimic.runs.checkpoints import load_run
+
+
+class Predictor(Protocol):
+    """One-image detection, as ``TwoStageDetector.predict`` gives it for a batch of one."""
+
+    class_names: tuple[str, ...] | None
+
+    def predict(self, image: Tensor) -> dict[str, Tensor]: ...
+
+
+class CheckpointPredictor:
+    """The detector of a qmimic checkpoint (see :func:`~qmimic.runs.checkpoints.load_run`), run
+    with PyTorch on the CPU; ``class_names`` as the run names them."""
+
+    def __init__(self, path: str | Path):
+        run = load_run(path)
+        self.detector = run.detector.eval()
+        self.class_names = run.class_names
+
+    @torch.inference_mode()
+    def predict(self, image: Tensor) -> dict[str, Tensor]:
+        return self.detector.predict([image])[0]
+
+
+def load_predictor(path: str, threads: int = 0) -> Predictor:
+    """An :class:`~qmimic.export.runtime.OnnxDetector` for ``.onnx`` files, else a
+    :class:`CheckpointPredictor`."""
+    if Path(path).suffix.lower() != ".onnx":
+        return CheckpointPredictor(path)
+    try:
+        from qmimic.export.runtime import OnnxDetector
+    except ImportError as exc:
+        raise UserError(
+            f"running .onnx models needs onnxruntime ({exc}); pip install 'qmimic[export]'"
+        ) from None
+    return OnnxDetector(path, threads=threads)

@@ -1,0 +1,168 @@
+"""Reading checkpoints safely, and the one way to load a trained run.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and
+dicts load, anything else is refused before it can run. Teachers are exactly the files users get
+from others, and a pickle can call any function while it loads. qmimic's checkpoints hold only
+plain data (the run's resolved config travels as ``checkpoint["qmimic_config"]``, the optimizer
+factories stay out of the hyperparameters), so nothing needs more.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from qmimic.errors import UserError
+from qmimic.models.detector import TwoStageDetector
+
+CONFIG_KEY = "qmimic_config"  # the run's resolved config (a plain dict)
+CLASS_NAMES_KEY = "qmimic_class_names"  # names of labels 1..C
+
+
+def _refusal(path: Path, exc: pickle.UnpicklingError) -> UserError:
+    reason = next(
+        (line.strip() for line in str(exc).splitlines() if "Unsupported global" in line),
+        "it holds Python objects other than tensors and plain values",
+    )
+    return UserError(
+        f"refusing to load {path}: {reason}. Loading such a file could run code from it. "
+        "qmimic reads only plain-data checkpoints (tensors, numbers, strings, lists, dicts), as "
+        "qmimic.train writes them; use a checkpoint from a qmimic run, and do not load this "
+        "file elsewhere unless you trust where it came from."
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint onto the CPU, refusing anything but plain data.
+
+    Raises:
+        UserError: the file is missing, unreadable, holds objects beyond plain data, or is not
+        a checkpoint with a ``state_dict``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint not found: {path}\nPass the path of a .ckpt file written by "
+            "qmimic.train (see the checkpoints/ folder of a run)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
+        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a Lightning checkpoint (no 'state_dict' in it)")
+    return checkpoint
+
+
+def check_matches(
+    state_dict: dict[str, torch.Tensor], module: nn.Module, path: str | Path, prefix: str = ""
+) -> None:
+    """Raise :class:`UserError` unless ``state_dict`` (keys under ``prefix``) fits ``module``
+    exactly: same parameter names and shapes."""
+    expected = {f"{prefix}{k}": v.shape for k, v in module.state_dict().items()}
+    found = {k: v.shape for k, v in state_dict.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if not (missing or unexpected or wrong):
+        return
+    details = []
+    if wrong:
+        k = wrong[0]
+        details.append(
+            f"{len(wrong)} tensors differ in shape (e.g. {k}: checkpoint "
+            f"{tuple(found[k])}, model {tuple(expected[k])})"
+        )
+    if missing:
+        details.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    raise UserError(
+        f"checkpoint {path} does not match the configured model: {'; '.join(details)}.\n"
+        "Use the same model/data settings (arch, framework, width, classes) as the run that "
+        "wrote it."
+    )
+
+
+def net_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The detector's tensors of a checkpoint (keys without the LightningModule's ``net.``)."""
+    return {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+
+
+def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
+    """The run config saved in a loaded qmimic checkpoint.
+
+    Raises:
+        UserError: a checkpoint not written by qmimic (it holds no config).
+    """
+    config = checkpoint.get(CONFIG_KEY)
+    if not isinstance(config, dict) or "model" not in config:
+        raise UserError(f"{path} has no qmimic config; pass a checkpoint written by qmimic.train")
+    return config
+
+
+def build_configured_detector(config: dict) -> TwoStageDetector:
+    """The detector a run's config describes, quantizers included (weights random)."""
+    detector = instantiate(config["model"])
+    if config.get("quant"):
+        instantiate(config["quant"]).apply(detector)
+    return detector
+
+
+def _class_names(checkpoint: dict, config: dict) -> tuple[str, ...] | None:
+    """Names of labels 1..C: stored in the checkpoint, else named by the config's data source
+    (a source names its classes on construction; nothing is read from disk)."""
+    names = checkpoint.get(CLASS_NAMES_KEY)
+    if names:
+        return tuple(names)
+    source = config.get("data", {}).get("datamodule", {}).get("source")
+    return None if source is None else tuple(instantiate(source).class_names)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A trained detector and what its checkpoint says about it.
+
+    Attributes:
+        detector: the detector with its trained weights, quantizers included, in train mode.
+        config: the run's resolved config (``model``, ``quant``, ``data``, ...).
+        class_names: names of labels 1..C, or ``None`` when the checkpoint cannot name them.
+        path: the checkpoint file.
+    """
+
+    detector: TwoStageDetector
+    config: dict
+    class_names: tuple[str, ...] | None
+    path: Path
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the detector predicts, background included."""
+        return int(self.config["model"]["num_classes"])
+
+
+def load_run(path: str | Path) -> TrainedRun:
+    """Rebuild the detector of the qmimic checkpoint at ``path`` from the config saved in it,
+    and load its weights. Used wherever a trained run is read: ``init_ckpt``, a distillation
+    teacher, ``evaluate``, ``predict`` and ``export``.
+
+    Raises:
+        UserError: missing, corrupt or untrusted file, a checkpoint not written by qmimic, or
+        weights that do not fit the architecture its config describes.
+    """
+    path = Path(path).expanduser()
+    checkpoint = load_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    detector = build_configured_detector(config)
+    state = net_state(checkpoint)
+    check_matches(state, detector, path)
+    detector.load_state_dict(state)
+    return TrainedRun(detector, config, _class_names(checkpoint, config), path)

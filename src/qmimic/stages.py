@@ -1,0 +1,74 @@
+"""The stages of the method as the ``stage`` config group defines them.
+
+Each ``stage/<name>.yaml`` holds a ``stage:`` block: its ``name``, its ``order`` in the pipeline,
+whether it is a ``student``, and what it ``needs`` (an override key, e.g. ``teacher_ckpt``,
+mapped to the stage whose ``checkpoints/last.ckpt`` it takes). The pipeline, the summaries and
+the benchmarks read the graph from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import OmegaConf
+
+from qmimic.conf import load_config, options
+from qmimic.errors import UserError
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the method on one dataset.
+
+    Attributes:
+        name: the stage (``teacher``, ``qteacher``, ``scratch``, ``quant``, ``mimic``, ``qmimic``).
+        experiment: the ``+experiment=`` that trains it, ``<name>_<data>``.
+        order: its position in the pipeline and in tables.
+        student: whether it trains a student (the target of ``students:key=value``).
+        needs: override key -> name of the stage whose ``last.ckpt`` it takes.
+    """
+
+    name: str
+    experiment: str
+    order: int
+    student: bool
+    needs: dict[str, str]
+
+
+def stage_names() -> list[str]:
+    """Every stage of the ``stage`` config group, in pipeline order."""
+    return [stage.name for stage in load_stages("shapes")]
+
+
+def load_stages(data: str) -> list[Stage]:
+    """The stages of the method on the recipe ``data``, in pipeline order.
+
+    Raises:
+        UserError: no recipe of that name, or a stage that needs a stage that does not exist.
+    """
+    recipes = options("recipe")
+    if data not in recipes:
+        raise UserError(
+            f"no recipe {data!r}; choose one of {', '.join(recipes)} "
+            "(or add qmimic/conf/recipe/<data>.yaml)"
+        )
+    stages = []
+    for name in options("stage"):
+        cfg = load_config("train", [f"+experiment={name}_{data}"])
+        block = OmegaConf.to_container(cfg.stage)
+        stages.append(
+            Stage(
+                name=str(block["name"]),
+                experiment=f"{name}_{data}",
+                order=int(block["order"]),
+                student=bool(block.get("student", False)),
+                needs={str(k): str(v) for k, v in (block.get("needs") or {}).items()},
+            )
+        )
+    stages.sort(key=lambda stage: stage.order)
+    known = {stage.name for stage in stages}
+    for stage in stages:
+        for source in stage.needs.values():
+            if source not in known:
+                raise UserError(f"stage {stage.name} needs a stage {source!r} that does not exist")
+    return stages

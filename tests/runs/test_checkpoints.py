@@ -1,0 +1,82 @@
+"""Reading checkpoints: only plain data loads, and ``load_run`` rebuilds a trained detector."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import run_cli, save_untrained_checkpoint, tiny_overrides
+from qmimic.errors import UserError
+from qmimic.runs.checkpoints import load_checkpoint, load_run
+
+
+class Payload:
+    """Unpickling this runs a shell command (the attack a shared teacher file could carry)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def payload_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "teacher.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": Payload(marker)}, path)
+    return path, marker
+
+
+def test_a_pickle_payload_is_refused_before_it_runs(tmp_path: Path):
+    path, marker = payload_checkpoint(tmp_path)
+    with pytest.raises(UserError, match=r"refusing to load .*teacher\.ckpt.*could run code"):
+        load_checkpoint(path)
+    with pytest.raises(UserError, match="refusing to load"):
+        load_run(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["qmimic.evaluate", "qmimic.predict", "qmimic.train"])
+def test_commands_refuse_a_pickle_payload_with_one_message(
+    command: str, shapes_cache: Path, tmp_path: Path
+):
+    path, marker = payload_checkpoint(tmp_path)
+    given = {
+        "qmimic.evaluate": [f"ckpt={path}", f"paths.log_dir={tmp_path}"],
+        "qmimic.predict": [f"ckpt={path}", f"input={tmp_path}", f"paths.log_dir={tmp_path}"],
+        "qmimic.train": [
+            *tiny_overrides(shapes_cache, tmp_path),
+            "+experiment=mimic_shapes",
+            f"teacher_ckpt={path}",  # the distillation teacher
+        ],
+    }[command]
+    result = run_cli(command, *given, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: refusing to load {path}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_load_run_rebuilds_the_saved_detector(shapes_cache: Path, tmp_path: Path):
+    overrides = tiny_overrides(shapes_cache, tmp_path)
+    path = save_untrained_checkpoint("quant_shapes", overrides, tmp_path / "student.ckpt")
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    run = load_run(path)
+    assert run.path == path and run.num_classes == 7
+    assert run.config["model"]["width"] == 0.0625
+    assert run.detector.feature_step is not None  # the quantizer is rebuilt too
+    state = run.detector.state_dict()
+    assert set(state) == {k[len("net.") :] for k in saved}
+    assert all(torch.equal(state[k[len("net.") :]], v) for k, v in saved.items())
+    # no names stored in this checkpoint: the config's data source names the classes
+    assert run.class_names is not None and len(run.class_names) == 6
+
+
+def test_a_checkpoint_without_a_qmimic_config_is_one_clear_message(tmp_path: Path):
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}}, path)
+    with pytest.raises(UserError, match="has no qmimic config"):
+        load_run(path)
