@@ -1,6 +1,6 @@
 """The picture of ``make bench``: a trained detector's detections on a few test images, in one JPEG.
 
-The README shows it. Drawing is ``qmimic.predict``'s (the same boxes and labels the command
+The README shows it. Drawing is ``qmimic.drawing``'s (the same boxes and labels the command
 writes); this script only picks test images and tiles them side by side.
 
     python benchmarks/pictures.py CKPT [--out bench/detections.jpg] [--images 4] [--top-k 4]

@@ -1,4 +1,4 @@
-"""Tables and plots of benchmark results (qmimic.report)."""
+"""Tables and plots of benchmark results (benchmarks/report.py)."""
 
 from __future__ import annotations
 

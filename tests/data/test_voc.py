@@ -181,3 +181,18 @@ def test_worker_reraised_bad_sample_shows_only_the_message():
         "image /data/a.jpg: broken"
     )
     assert str(wrapped) == "cannot read image /data/a.jpg: broken"
+
+
+def test_a_tree_with_voc2007_only_says_how_to_train_on_it(tmp_path: Path):
+    write_voc(tmp_path, 2007, {"000001": voc_object("dog", (1, 1, 9, 9))},
+              {"trainval": ["000001"], "test": ["000001"]})  # fmt: skip
+    source = VOCSource(
+        tmp_path, {"train": ["2007-trainval", "2012-trainval"], "test": ["2007-test"]}
+    )
+    with pytest.raises(UserError) as info:
+        source.prepare()
+    message = str(info.value)
+    assert "VOC2012/ImageSets/Main/trainval.txt" in message  # the missing archive, named
+    assert "VOCtrainval_11-May-2012.tar" in message
+    assert "pass data.train=[2007-trainval]" in message  # and how to train on 2007 alone
+    VOCSource(tmp_path, {"train": ["2007-trainval"], "test": ["2007-test"]}).prepare()

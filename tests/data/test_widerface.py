@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.io import loadmat
+from scipy.io import loadmat, savemat
 from trees import (
     TINY_WIDER_SETTINGS,
     TINY_WIDER_TRAIN,
@@ -12,13 +12,12 @@ from trees import (
     face,
     tiny_wider,
     write_wider,
-    write_wider_mats,
 )
 
 from qmimic.data.images import BadSampleError
 from qmimic.data.widerface.annotations import (
     WiderFaceDataset,
-    find_gt_dir,
+    find_eval_lists,
     parse_wider_annotations,
     read_setting_lists,
 )
@@ -43,6 +42,18 @@ def test_parse_records_zero_faces_and_attributes(tmp_path: Path):
     # blur expression illumination invalid occlusion pose
     assert parsed[0].attributes.tolist() == [[0, 0, 0, 0, 0, 0], [2, 0, 0, 1, 1, 0]]
     assert parsed[2].line == 8 and parsed[2].key == "1--Hand/b"
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_both_spellings_of_an_image_without_faces_are_read(tmp_path: Path, count: int):
+    # The release writes "0" or "1" before the line of zeros (e.g. val's
+    # 0--Parade/0_Parade_Parade_0_275.jpg is "1" then ten zeros).
+    path = tmp_path / "gt.txt"
+    path.write_text(f"e/a.jpg\n{count}\n0 0 0 0 0 0 0 0 0 0 \ne/b.jpg\n1\n1 1 4 4 0 0 0 0 0 0\n")
+    parsed, skipped = parse_wider_annotations(path)
+    assert skipped == [] and [r.path for r in parsed] == ["e/a.jpg", "e/b.jpg"]
+    assert [len(r.boxes) for r in parsed] == [0, 1] and parsed[0].boxes.shape == (0, 4)
+    assert [r.empty_line for r in parsed] == [True, False] and parsed[1].line == 4
 
 
 def test_zero_face_record_without_zeros_line_is_read(tmp_path: Path):
@@ -107,7 +118,8 @@ def test_evaluation_targets_carry_setting_masks(tmp_path: Path):
     assert first["hard"].tolist() == [True, True]
     assert first["difficult"].tolist() == [False, False]
     _, empty = dataset[1]
-    assert empty["boxes"].shape == (0, 4) and empty["hard"].shape == (0,)
+    # no face: the one all-zero box of the lists, counting in no setting
+    assert empty["boxes"].tolist() == [[0, 0, 0, 0]] and empty["hard"].tolist() == [False]
     _, third = dataset[2]
     # the invalid face stays (face numbers must match the lists), counted in no setting
     assert third["invalid"].tolist() == [False, True]
@@ -118,12 +130,15 @@ def test_evaluation_targets_carry_setting_masks(tmp_path: Path):
 
 def test_official_mat_structure_is_read(tmp_path: Path):
     tiny_wider(tmp_path)
-    gt_dir = find_gt_dir(tmp_path)
-    raw = loadmat(gt_dir / "wider_hard_val.mat")["gt_list"]
+    paths = find_eval_lists(tmp_path)
+    raw = loadmat(paths["wider_hard_val.mat"])["gt_list"]
     assert raw.shape == (2, 1) and raw[0][0].shape == (2, 1)  # events, then images
-    table = read_setting_lists(gt_dir)
-    count, keep = table["0--Parade/0_Parade_c_1"]
-    assert count == 2 and keep["hard"].tolist() == [0, 1] and keep["easy"].tolist() == [0]
+    table = read_setting_lists(paths)
+    listed = table["0--Parade/0_Parade_c_1"]
+    assert listed.faces == 2 and not listed.zero_row
+    assert listed.keep["hard"].tolist() == [0, 1] and listed.keep["easy"].tolist() == [0]
+    empty = table["0--Parade/0_Parade_c_2"]  # stored as one all-zero box, as released
+    assert empty.faces == 0 and empty.zero_row
 
 
 def test_mat_face_count_must_match_text(tmp_path: Path):
@@ -147,9 +162,23 @@ def test_missing_eval_lists_name_the_expected_folders(tmp_path: Path):
 def test_eval_lists_are_found_in_other_places(tmp_path: Path):
     tiny_wider(tmp_path)
     (tmp_path / "eval_tools" / "ground_truth").rename(tmp_path / "gt")
-    assert find_gt_dir(tmp_path, tmp_path / "gt") == tmp_path / "gt"
+    assert set(find_eval_lists(tmp_path, tmp_path / "gt").values()) == set(
+        (tmp_path / "gt").iterdir()
+    )
     (tmp_path / "gt").rename(tmp_path / "ground_truth")
-    assert find_gt_dir(tmp_path) == tmp_path / "ground_truth"
+    assert {p.parent for p in find_eval_lists(tmp_path).values()} == {tmp_path / "ground_truth"}
+
+
+def test_eval_lists_are_found_one_file_at_a_time(tmp_path: Path):
+    # As released: the split archive holds wider_face_val.mat, the evaluation kit the settings.
+    tiny_wider(tmp_path)
+    kit = tmp_path / "eval_tools" / "ground_truth"
+    (kit / "wider_face_val.mat").rename(tmp_path / "wider_face_split" / "wider_face_val.mat")
+    paths = find_eval_lists(tmp_path)
+    assert paths["wider_face_val.mat"] == tmp_path / "wider_face_split" / "wider_face_val.mat"
+    assert paths["wider_hard_val.mat"] == kit / "wider_hard_val.mat"
+    assert len(WiderFaceDataset(tmp_path, "val")) == 3
+    WiderFaceSource(tmp_path).prepare()
 
 
 def test_missing_image_names_file_and_line(tmp_path: Path):
@@ -167,12 +196,27 @@ def test_train_subset_cannot_be_evaluated(tmp_path: Path):
         WiderFaceDataset(tmp_path, "train", train=False)
 
 
-def test_zero_face_image_stored_as_zero_row_in_mat(tmp_path: Path):
-    """Some releases store an image without faces as one [0 0 0 0] row; it is no face."""
+def test_an_image_without_faces_keeps_the_lists_zero_box_for_evaluation(tmp_path: Path):
+    """The lists store an image without faces as one [0 0 0 0] box that counts in no setting;
+    evaluation targets keep it (so the image is scored), training targets have no box."""
+    write_wider(tmp_path, TINY_WIDER_TRAIN, TINY_WIDER_VAL, TINY_WIDER_SETTINGS, empty_counts=(1,))
+    _, target = WiderFaceDataset(tmp_path, "val")[1]
+    assert target["boxes"].tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert not (target["easy"] | target["medium"] | target["hard"]).any()
+    assert target["difficult"].tolist() == [True]
+    _, train_target = WiderFaceDataset(tmp_path, "train", train=True)[1]
+    assert train_target["boxes"].shape == (0, 4)
+
+
+def test_lists_without_a_box_for_an_empty_image_leave_it_without_boxes(tmp_path: Path):
+    """Lists written with no row at all for an image without faces: nothing to score there, and
+    the metric skips the image as the official loop does."""
     tiny_wider(tmp_path)
-    records = [(p, f or [face(0, 0, 0, 0)]) for p, f in TINY_WIDER_VAL]
-    write_wider_mats(tmp_path / "eval_tools" / "ground_truth", records, TINY_WIDER_SETTINGS)
-    assert np.asarray(WiderFaceDataset(tmp_path, "val")[1][1]["boxes"]).shape == (0, 4)
+    folder = tmp_path / "eval_tools" / "ground_truth"
+    face_mat = loadmat(folder / "wider_face_val.mat")
+    face_mat["face_bbx_list"][0][0][1][0] = np.zeros((0, 4))
+    savemat(folder / "wider_face_val.mat", {k: v for k, v in face_mat.items() if k[0] != "_"})
+    assert WiderFaceDataset(tmp_path, "val")[1][1]["boxes"].shape == (0, 4)
 
 
 # ----------------------------------------------------------------------------- source

@@ -71,12 +71,16 @@ def face(x: int, y: int, w: int, h: int, *, invalid: int = 0, blur: int = 0, occ
     return (x, y, w, h, blur, 0, 0, invalid, occ, 0)
 
 
-def bbx_text(records: list[tuple[str, list[tuple]]]) -> str:
-    """The ``wider_face_*_bbx_gt.txt`` text; images without faces get the line of zeros."""
-    lines = []
+def bbx_text(records: list[tuple[str, list[tuple]]], empty_counts: tuple[int, ...] = (0,)) -> str:
+    """The ``wider_face_*_bbx_gt.txt`` text. Images without faces get the line of zeros after a
+    count taken in turn from ``empty_counts``: the release writes 0 for some, 1 for others."""
+    lines, empty = [], 0
     for path, faces in records:
-        lines += [path, str(len(faces))]
-        lines += [" ".join(map(str, f)) + " " for f in faces] or ["0 0 0 0 0 0 0 0 0 0 "]
+        if faces:
+            lines += [path, str(len(faces)), *(" ".join(map(str, f)) + " " for f in faces)]
+        else:
+            lines += [path, str(empty_counts[empty % len(empty_counts)]), "0 0 0 0 0 0 0 0 0 0 "]
+            empty += 1
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +93,8 @@ def _cells(items: list) -> np.ndarray:
 
 def write_wider_mats(folder: Path, records: list, settings: dict[str, list[list[int]]]) -> None:
     """The evaluation kit's ``.mat`` files: per event, per image; ``settings[s][k]`` holds the
-    1-based face numbers of image ``k`` that count in setting ``s``."""
+    1-based face numbers of image ``k`` that count in setting ``s``. An image without faces gets
+    one all-zero box, as the released ``wider_face_val.mat`` stores it."""
     events: dict[str, list[int]] = {}
     for k, (path, _) in enumerate(records):
         events.setdefault(path.split("/")[0], []).append(k)
@@ -105,7 +110,7 @@ def write_wider_mats(folder: Path, records: list, settings: dict[str, list[list[
             "event_list": _cells(names),
             "file_list": per_event(lambda k: Path(records[k][0]).stem),
             "face_bbx_list": per_event(
-                lambda k: np.array([f[:4] for f in records[k][1]], dtype=float).reshape(-1, 4)
+                lambda k: np.array([f[:4] for f in records[k][1]] or [(0, 0, 0, 0)], dtype=float)
             ),
         },
     )
@@ -120,8 +125,10 @@ def write_wider(
     val: list[tuple[str, list[tuple]]],
     settings: dict[str, list[list[int]]],
     size: tuple[int, int] = (64, 48),
+    empty_counts: tuple[int, ...] = (0,),
 ) -> Path:
-    """A WIDER FACE tree in the official layout (eval kit under ``eval_tools/ground_truth``)."""
+    """A WIDER FACE tree in the official layout (eval kit under ``eval_tools/ground_truth``);
+    ``empty_counts`` as in :func:`bbx_text`."""
     rng = np.random.default_rng(0)
     for subset, records in (("train", train), ("val", val)):
         for path, _ in records:
@@ -131,7 +138,7 @@ def write_wider(
             Image.fromarray(pixels).save(target)
         split_dir = root / "wider_face_split"
         split_dir.mkdir(parents=True, exist_ok=True)
-        (split_dir / f"wider_face_{subset}_bbx_gt.txt").write_text(bbx_text(records))
+        (split_dir / f"wider_face_{subset}_bbx_gt.txt").write_text(bbx_text(records, empty_counts))
     write_wider_mats(root / "eval_tools" / "ground_truth", val, settings)
     return root
 

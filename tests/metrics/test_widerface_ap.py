@@ -16,6 +16,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from qmimic.metrics import WiderFaceAP
 from qmimic.metrics.widerface import entry_index, score_thresholds
+from wider_reference import reference_wider
 
 A = [0, 0, 9, 9]
 B = [20, 0, 29, 9]
@@ -148,89 +149,6 @@ def test_invalid_inputs_are_rejected() -> None:
         )
     with pytest.raises(ValueError, match="easy"):
         metric.update([pred([A], [0.9])], [{**faces([A]), "easy": torch.tensor([True, False])}])
-
-
-# ------------------------------------------------------------------------------------------
-# Loop-based reference: the official procedure (eval_tools / evaluation.py) on numpy
-# ------------------------------------------------------------------------------------------
-
-
-def ref_overlaps(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(p), len(g)))
-    for n in range(len(p)):
-        for k in range(len(g)):
-            iw = min(p[n, 2], g[k, 2]) - max(p[n, 0], g[k, 0]) + 1
-            ih = min(p[n, 3], g[k, 3]) - max(p[n, 1], g[k, 1]) + 1
-            if iw > 0 and ih > 0:
-                p_area = (p[n, 2] - p[n, 0] + 1) * (p[n, 3] - p[n, 1] + 1)
-                g_area = (g[k, 2] - g[k, 0] + 1) * (g[k, 3] - g[k, 1] + 1)
-                out[n, k] = iw * ih / float(p_area + g_area - iw * ih)
-    return out
-
-
-def ref_image_eval(p: np.ndarray, g: np.ndarray, ignore: np.ndarray, thr: float):
-    pred_recall = np.zeros(len(p))
-    recall_list = np.zeros(len(g))
-    proposal_list = np.ones(len(p))
-    overlaps = ref_overlaps(p[:, :4], g)
-    for h in range(len(p)):
-        max_overlap, max_idx = overlaps[h].max(), overlaps[h].argmax()
-        if max_overlap >= thr:
-            if ignore[max_idx] == 0:
-                recall_list[max_idx] = -1
-                proposal_list[h] = -1
-            elif recall_list[max_idx] == 0:
-                recall_list[max_idx] = 1
-        pred_recall[h] = len(np.where(recall_list == 1)[0])
-    return pred_recall, proposal_list
-
-
-def ref_img_pr_info(p: np.ndarray, proposal_list: np.ndarray, pred_recall: np.ndarray):
-    info = np.zeros((1000, 2))
-    for t in range(1000):
-        thresh = 1 - (t + 1) / 1000
-        r_index = np.where(p[:, 4] >= thresh)[0]
-        if len(r_index):
-            last = r_index[-1]
-            info[t, 0] = len(np.where(proposal_list[: last + 1] == 1)[0])
-            info[t, 1] = pred_recall[last]
-    return info
-
-
-def ref_voc_ap(rec: np.ndarray, prec: np.ndarray) -> float:
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])  # NaN propagates, as in the original
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
-
-
-def reference_wider(preds: list[dict], target: list[dict]) -> dict[str, float]:
-    scores = np.concatenate([p["scores"].numpy().astype(float) for p in preds])
-    lo, hi = scores.min(), scores.max()
-    images = []
-    for p in preds:
-        s = p["scores"].numpy().astype(float)
-        s = (s - lo) / (hi - lo)
-        rows = np.concatenate([p["boxes"].numpy().astype(float), s[:, None]], 1)
-        images.append(rows[np.argsort(-s, kind="stable")])  # MATLAB sort(..., 'descend')
-    aps = {}
-    for setting in SETTINGS:
-        count_face, pr_curve = 0, np.zeros((1000, 2))
-        for rows, t in zip(images, target, strict=True):
-            g = t["boxes"].numpy().astype(float)
-            keep = t[setting].numpy()
-            count_face += int(keep.sum())
-            if len(g) == 0 or len(rows) == 0:
-                continue
-            pred_recall, proposal_list = ref_image_eval(rows, g, keep.astype(float), 0.5)
-            pr_curve += ref_img_pr_info(rows, proposal_list, pred_recall)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = pr_curve[:, 1] / pr_curve[:, 0]
-            recall = pr_curve[:, 1] / count_face
-        aps[setting] = ref_voc_ap(recall, precision)
-    return aps
 
 
 def random_case(seed: int, n_img: int = 12) -> tuple[list[dict], list[dict]]:

@@ -14,7 +14,8 @@ occlusion 0-2, illumination, pose, invalid), and so do the settings, nested like
 - hard: every valid face (small, heavily blurred or occluded faces count only here).
 
 A few faces are drawn nearly unrecognisable and flagged ``invalid``: in no setting, and left out
-of training targets, as in WIDER FACE. A few images hold no face at all.
+of training targets, as in WIDER FACE. A few images hold no face at all; they are written as the
+release writes them (both spellings of the annotation text, one all-zero box in the lists).
 
 Generation is deterministic in ``seed`` (image ``i`` of a split has its own random stream), and
 the tree is written to a temporary folder renamed into place at the end.
@@ -36,7 +37,7 @@ from qmimic.data.generated.cache import spec_key, write_once
 from qmimic.data.widerface.annotations import SETTINGS, annotation_file, images_dir
 
 EVENTS = ("0--Street", "1--Park", "2--Meeting", "3--Party", "4--Sports")
-GENERATOR_VERSION = 1  # bump when the pictures change, so old caches are not reused
+GENERATOR_VERSION = 2  # bump when the pictures change, so old caches are not reused
 SKIN = np.array(
     [[255, 224, 196], [241, 194, 160], [224, 172, 105], [198, 134, 66], [141, 85, 36],
      [94, 58, 30], [255, 205, 148], [234, 192, 134]], dtype=np.float64,
@@ -259,8 +260,9 @@ def write_setting_lists(folder: Path, spec: FacesSpec, records: list[tuple[str, 
         event, name = path.split("/")
         by_event[event].append((Path(name).stem, faces))
     events = [e for e in EVENTS if by_event[e]]
+    # An image without faces gets one all-zero box, as the released lists store it.
     face_bbx = [
-        _cells([np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
+        _cells([np.array([f.box for f in faces] or [(0, 0, 0, 0)], dtype=np.float64)
                 for _, faces in by_event[e]])
         for e in events
     ]  # fmt: skip
@@ -283,10 +285,15 @@ def write_setting_lists(folder: Path, spec: FacesSpec, records: list[tuple[str, 
 
 
 def _annotation_text(records: list[tuple[str, list[Face]]]) -> str:
-    lines = []
+    """The ``bbx_gt.txt`` text. Images without faces alternate between the two spellings of the
+    released files: a count of 0, or of 1, before the line of zeros."""
+    lines, empty = [], 0
     for path, faces in records:
-        lines += [path, str(len(faces))]
-        lines += [f.line() for f in faces] or ["0 0 0 0 0 0 0 0 0 0 "]
+        if faces:
+            lines += [path, str(len(faces)), *(f.line() for f in faces)]
+        else:
+            lines += [path, str(empty % 2), "0 0 0 0 0 0 0 0 0 0 "]
+            empty += 1
     return "\n".join(lines) + "\n"
 
 

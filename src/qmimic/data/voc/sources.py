@@ -82,7 +82,21 @@ class VOCSource:
             + ", ".join(f"{y}-{s}" for y, s in missing)
             + "). Point data.root at the folder that holds VOCdevkit, or set data.download=true.\n"
             + manual_instructions(self.root, missing)
+            + self._without_missing(missing)
         )
+
+    def _without_missing(self, missing: list[tuple[str, str]]) -> str:
+        """How to run on the image sets that are there, for splits missing only some of theirs
+        (e.g. VOC2007 alone: ``data.train=[2007-trainval]``)."""
+        hints = []
+        for split, entries in self.splits.items():
+            present = [e for e in entries if e not in missing]
+            if present and len(present) < len(entries):
+                listed = ",".join(f"{y}-{s}" for y, s in present)
+                hints.append(f"data.{split}=[{listed}]")
+        if not hints:
+            return ""
+        return "\nOr use only the image sets that are there: pass " + " ".join(hints) + "."
 
     def dataset(self, split: str, train: bool) -> Dataset:
         if split not in self.splits:

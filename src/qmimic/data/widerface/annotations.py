@@ -5,13 +5,25 @@ Official layout (``root`` is the folder given as ``data.root``)::
     root/WIDER_train/images/<event>/<name>.jpg
     root/WIDER_val/images/<event>/<name>.jpg
     root/wider_face_split/wider_face_{train,val}_bbx_gt.txt
-    root/eval_tools/ground_truth/wider_{face,easy,medium,hard}_val.mat   (the evaluation kit;
-        ``root/ground_truth`` or ``root/wider_face_split`` are found too)
+    root/eval_tools/ground_truth/wider_{face,easy,medium,hard}_val.mat   (the evaluation kit)
+    root/wider_face_split/wider_face_val.mat                           (the split archive's copy)
+
+Each of the four ``.mat`` files is looked for on its own in ``data.gt_dir`` or in :data:`GT_DIRS`,
+so a tree with ``wider_face_val.mat`` in ``wider_face_split/`` and the setting lists in
+``eval_tools/ground_truth/`` works as released.
 
 ``wider_face_<subset>_bbx_gt.txt`` holds one record per image: the image path (relative to
 ``WIDER_<subset>/images``), the face count ``n``, then ``n`` lines
 ``x1 y1 w h blur expression illumination invalid occlusion pose``. An image without faces is
-written as a count of 0 followed by one line of zeros, which is not a face.
+written with one line of ten zeros, after a count of 0 or after a count of 1: both spellings
+occur in the released files (four val images use the second). The line of zeros is not a face.
+
+In the evaluation lists, such an image has one all-zero box and no face in any setting; the
+official evaluation therefore scores the image, and every detection on it is a false positive
+(unless it overlaps that one-pixel box by half, which makes it ignored). Evaluation targets keep
+that box, marked as counting in no setting, so :class:`~qmimic.metrics.WiderFaceAP` does the
+same. Images whose lists hold no box at all are skipped by the metric, as the official loop
+skips them.
 
 Boxes become xyxy with ``x2 = x1 + w``, ``y2 = y1 + h``, as the official evaluation converts
 them (it then measures overlaps with the +1 pixel convention, as
@@ -52,13 +64,15 @@ class WiderRecord:
 
     ``path`` is relative to ``WIDER_<subset>/images``; ``boxes`` float ``[N, 4]`` x1, y1, w, h as
     written; ``attributes`` int ``[N, 6]`` in :data:`ATTRIBUTES` order; ``line`` is the 1-based
-    line of the path in the file.
+    line of the path in the file; ``empty_line``: the image has no face and is written with the
+    line of zeros (after a count of 0 or 1), which is not among ``boxes``.
     """
 
     path: str
     boxes: np.ndarray
     attributes: np.ndarray
     line: int
+    empty_line: bool = False
 
     @property
     def key(self) -> str:
@@ -112,10 +126,16 @@ def _read_record(lines: list[str], start: int, path: Path) -> tuple[WiderRecord,
             f"{len(lines) - start - 2} face lines"
         )
     faces = [_face_line(lines[i], f"{path}:{i + 1}") for i in range(start + 2, end)]
-    if count == 0 and end < len(lines) and not _is_image_path(lines[end].strip()):
-        end += 1  # the line of zeros written for an image without faces
     table = np.asarray(faces, dtype=np.float64).reshape(-1, 10)
-    record = WiderRecord(name, table[:, :4].copy(), table[:, 4:].astype(np.int64), start + 1)
+    empty_line = count == 1 and not table.any()  # "1" then the line of zeros: no face
+    if count == 0 and end < len(lines) and not _is_image_path(lines[end].strip()):
+        empty_line = True  # "0" then the line of zeros
+        end += 1
+    if empty_line:
+        table = table[:0]
+    record = WiderRecord(
+        name, table[:, :4].copy(), table[:, 4:].astype(np.int64), start + 1, empty_line
+    )
     return record, end
 
 
@@ -160,23 +180,36 @@ def parse_wider_annotations(
 # ----------------------------------------------------------------------------- setting lists
 
 
-def find_gt_dir(root: Path, gt_dir: str | Path | None = None) -> Path:
-    """The folder holding ``wider_{face,easy,medium,hard}_val.mat``.
+EVAL_FILES = ("wider_face_val.mat", *(f"wider_{s}_val.mat" for s in SETTINGS))
+
+
+def find_eval_lists(root: Path, gt_dir: str | Path | None = None) -> dict[str, Path]:
+    """Where each of the official evaluation files (:data:`EVAL_FILES`) is: the first of
+    ``gt_dir`` (when given) and ``root``'s :data:`GT_DIRS` that holds it, looked up one file at
+    a time (the split archive and the evaluation kit put them in different folders).
 
     Raises:
-        UserError: no candidate holds all four; the message names where they were looked for.
+        UserError: a file is in none of those folders; the message names each missing file and
+        where it was looked for.
     """
-    names = ["wider_face_val.mat", *(f"wider_{s}_val.mat" for s in SETTINGS)]
-    candidates = [Path(gt_dir).expanduser()] if gt_dir else [root / d for d in GT_DIRS]
-    for folder in candidates:
-        if all((folder / n).is_file() for n in names):
-            return folder
-    raise UserError(
-        f"WIDER FACE evaluation lists not found: expected {', '.join(names)} in "
-        + " or ".join(str(c) for c in candidates)
-        + ". They come with the official evaluation kit (eval_tools.zip, folder ground_truth): "
-        "extract it into data.root, or set data.gt_dir to the folder holding them."
-    )
+    folders = [Path(gt_dir).expanduser()] if gt_dir else []
+    folders += [root / d for d in GT_DIRS]
+    found, missing = {}, []
+    for name in EVAL_FILES:
+        path = next((folder / name for folder in folders if (folder / name).is_file()), None)
+        if path is None:
+            missing.append(name)
+        else:
+            found[name] = path
+    if missing:
+        raise UserError(
+            f"WIDER FACE evaluation lists not found: {', '.join(missing)} in none of "
+            + ", ".join(str(f) for f in folders)
+            + ". They come with the official evaluation kit (eval_tools.zip, folder "
+            "ground_truth; wider_face_val.mat also with wider_face_split.zip): extract them "
+            "into data.root, or set data.gt_dir to the folder holding them."
+        )
+    return found
 
 
 def _strings(cell: np.ndarray) -> list[str]:
@@ -187,32 +220,44 @@ def _cells(cell: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(item) for item in np.asarray(cell).ravel()]
 
 
-def read_setting_lists(gt_dir: Path) -> dict[str, tuple[int, dict[str, np.ndarray]]]:
-    """``{"<event>/<name>": (face count, {setting: 0-based indices of counting faces})}``."""
+@dataclass(frozen=True)
+class ListedImage:
+    """One image of the official evaluation lists.
+
+    ``faces``: its face count (an all-zero row is not a face); ``keep``: per setting, the 0-based
+    indices of the faces that count; ``zero_row``: the lists give the image one all-zero box
+    (how the release stores an image without faces).
+    """
+
+    faces: int
+    keep: dict[str, np.ndarray]
+    zero_row: bool
+
+
+def read_setting_lists(paths: dict[str, Path]) -> dict[str, ListedImage]:
+    """``{"<event>/<name>": ListedImage}`` from the files :func:`find_eval_lists` found."""
     try:
-        face = loadmat(gt_dir / "wider_face_val.mat")
-        lists = {s: loadmat(gt_dir / f"wider_{s}_val.mat")["gt_list"] for s in SETTINGS}
+        face = loadmat(paths["wider_face_val.mat"])
+        lists = {s: loadmat(paths[f"wider_{s}_val.mat"])["gt_list"] for s in SETTINGS}
         events = _strings(face["event_list"])
         files = [_strings(f) for f in _cells(face["file_list"])]
         boxes = [_cells(b) for b in _cells(face["face_bbx_list"])]
         per_setting = {s: [_cells(g) for g in _cells(lists[s])] for s in SETTINGS}
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise UserError(
-            f"cannot read the WIDER FACE evaluation lists in {gt_dir}: {exc}; expected the "
-            "official wider_face_val.mat (event_list, file_list, face_bbx_list) and "
-            "wider_{easy,medium,hard}_val.mat (gt_list)"
+            f"cannot read the WIDER FACE evaluation lists {', '.join(map(str, paths.values()))}: "
+            f"{exc}; expected the official wider_face_val.mat (event_list, file_list, "
+            "face_bbx_list) and wider_{easy,medium,hard}_val.mat (gt_list)"
         ) from None
     table = {}
     for e, event in enumerate(events):
         for i, name in enumerate(files[e]):
-            faces = np.asarray(boxes[e][i], dtype=np.float64).reshape(-1, 4)
-            # An image without faces may be stored as one all-zero row, like the text file's
-            # line of zeros; it is not a face.
-            count = len(faces) if faces.any() else 0
+            rows = np.asarray(boxes[e][i], dtype=np.float64).reshape(-1, 4)
+            zero_row = len(rows) == 1 and not rows.any()
             keep = {
                 s: np.asarray(per_setting[s][e][i]).astype(np.int64).ravel() - 1 for s in SETTINGS
             }
-            table[f"{event}/{name}"] = (count, keep)
+            table[f"{event}/{name}"] = ListedImage(0 if zero_row else len(rows), keep, zero_row)
     return table
 
 
@@ -232,13 +277,15 @@ class WiderFaceDataset(Dataset):
     - Evaluation targets keep every face in file order and add bool ``[M]`` masks ``easy``,
       ``medium``, ``hard`` from the official lists (``gt_dir``); ``difficult`` marks faces
       that count in no setting, so COCO-style metrics ignore them as the official protocol does.
+      An image without faces that the lists store as one all-zero box keeps that box (counting
+      in no setting), so it is scored as the official evaluation scores it.
       Images missing from the official lists are left out of the split.
 
     Args:
         root: the WIDER FACE folder (see the module docstring).
         subset: ``train`` or ``val``.
         train: build training targets (see above).
-        gt_dir: folder of the official ``.mat`` lists; ``None`` searches :data:`GT_DIRS`.
+        gt_dir: a folder of the official ``.mat`` lists, searched before :data:`GT_DIRS`.
         skip_bad: skip malformed annotation records (their messages land in ``skipped``).
     """
 
@@ -260,6 +307,7 @@ class WiderFaceDataset(Dataset):
             annotation_file(self.root, subset), skip_bad
         )
         self.settings: dict[str, dict[str, np.ndarray]] = {}
+        self.zero_rows: set[str] = set()  # images the lists give one all-zero box (evaluation)
         self.left_out = 0  # images of an evaluation split missing from the official lists
         if not train and subset != "val":
             raise UserError(
@@ -267,22 +315,24 @@ class WiderFaceDataset(Dataset):
                 "lists exist for val only; set data.val and data.test to val"
             )
         if not train:
-            self._attach_settings(find_gt_dir(self.root, gt_dir))
+            self._attach_settings(find_eval_lists(self.root, gt_dir))
 
-    def _attach_settings(self, gt_dir: Path) -> None:
-        table = read_setting_lists(gt_dir)
+    def _attach_settings(self, paths: dict[str, Path]) -> None:
+        table = read_setting_lists(paths)
         kept = []
         for record in self.records:
-            if record.key not in table:
+            listed = table.get(record.key)
+            if listed is None:
                 continue
-            count, keep = table[record.key]
-            if count != len(record.boxes):
+            if listed.faces != len(record.boxes):
                 raise UserError(
-                    f"{gt_dir / 'wider_face_val.mat'} lists {count} faces for {record.key} but "
-                    f"{annotation_file(self.root, self.subset)} line {record.line} has "
+                    f"{paths['wider_face_val.mat']} lists {listed.faces} faces for {record.key} "
+                    f"but {annotation_file(self.root, self.subset)} line {record.line} has "
                     f"{len(record.boxes)}; use the annotations and evaluation kit of one release"
                 )
-            self.settings[record.key] = keep
+            self.settings[record.key] = listed.keep
+            if listed.zero_row:
+                self.zero_rows.add(record.key)
             kept.append(record)
         self.left_out = len(self.records) - len(kept)
         self.records = kept
@@ -301,8 +351,10 @@ class WiderFaceDataset(Dataset):
         """The target before clipping (see the class docstring)."""
         record = self.records[index]
         xywh = torch.as_tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
-        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         invalid = torch.as_tensor(record.attributes[:, ATTRIBUTES.index("invalid")] != 0)
+        if record.key in self.zero_rows:  # scored as the official lists store it (module doc)
+            xywh, invalid = torch.zeros(1, 4), torch.zeros(1, dtype=torch.bool)
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         target: dict[str, Tensor | str] = {
             "boxes": boxes,
             "labels": torch.ones(len(boxes), dtype=torch.int64),

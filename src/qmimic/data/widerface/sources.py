@@ -9,7 +9,7 @@ from qmimic.data.widerface.annotations import (
     WIDER_CLASSES,
     WiderFaceDataset,
     annotation_file,
-    find_gt_dir,
+    find_eval_lists,
     images_dir,
 )
 from qmimic.errors import UserError
@@ -28,9 +28,9 @@ class WiderFaceSource:
         root: folder holding ``WIDER_train``, ``WIDER_val`` and ``wider_face_split``.
         splits: the WIDER subset (``train`` or ``val``) read for each of ``train``/``val``/``test``;
             the test labels are not public, so evaluation uses ``val`` (as the paper does).
-        gt_dir: folder of the official ``wider_{face,easy,medium,hard}_val.mat`` lists; ``None``
-            looks in ``root/eval_tools/ground_truth``, ``root/ground_truth`` and
-            ``root/wider_face_split``.
+        gt_dir: a folder of the official ``wider_{face,easy,medium,hard}_val.mat`` lists, looked
+            in before ``root/eval_tools/ground_truth``, ``root/ground_truth`` and
+            ``root/wider_face_split`` (each file is found on its own).
         on_bad_sample: ``raise`` or ``skip`` malformed annotation records.
     """
 
@@ -69,7 +69,7 @@ class WiderFaceSource:
                         f"data.root={self.root}: {LAYOUT}."
                     )
         if any(name != "train" for name in self.splits):
-            find_gt_dir(self.root, self.gt_dir)
+            find_eval_lists(self.root, self.gt_dir)
 
     def dataset(self, split: str, train: bool) -> WiderFaceDataset:
         if split not in self.splits:
