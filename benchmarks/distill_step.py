@@ -4,8 +4,8 @@ Prints the median time of: a student training step (detection losses, backward, 
 teacher forward without autograd (the feature map the mimic loss reads), and a distillation
 step (``DistillModule.detection_losses`` + backward + SGD step), then the ratio
 ``distill / (student + teacher)``; the target is at most 1.15. Both detectors are ResNet-18
-Faster R-CNN with the built-in data's budgets (``conf/data/shapes.yaml``) at square ``--size``
-inputs; :func:`measure` returns the same figures.
+Faster R-CNN with the built-in data's budgets (``qmimic/conf/data/shapes.yaml``) at square
+``--size`` inputs; :func:`measure` returns the same figures.
 
     python benchmarks/distill_step.py [--teacher-width 0.25] [--student-width 0.0625] [--size 192]
 """

@@ -1,10 +1,11 @@
 """Throughput of the training data loader: images per second the model would be fed.
 
-Composes the train config (``conf/train.yaml``, the built-in ``shapes`` data unless overridden),
-builds its DataModule, and times ``--batches`` batches of ``train_dataloader()`` after one
-warm-up batch (worker start-up, first file reads); epochs restart as often as needed. Decoding,
-flips and collation are counted; no model runs. The ``shapes`` data is generated into
-``$QMIMIC_CACHE`` (default ``~/.cache/qmimic``) on first use, before the clock starts.
+Composes the train config (``qmimic/conf/train.yaml``, the built-in ``shapes`` data unless
+overridden), builds its DataModule, and times ``--batches`` batches of ``train_dataloader()``
+after one warm-up batch (worker start-up, first file reads); epochs restart as often as
+needed. Decoding, flips and collation are counted; no model runs. The ``shapes`` data is
+generated into ``$QMIMIC_CACHE`` (default ``~/.cache/qmimic``) on first use, before the clock
+starts.
 
     python benchmarks/loader_speed.py [--batches 50] [--threads 2] [OVERRIDE ...]
 

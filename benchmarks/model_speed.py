@@ -1,6 +1,6 @@
 """Parameters, GFLOPs and CPU time per image of every backbone x framework at several widths.
 
-Each model is built from its Hydra config (``conf/model/<arch>_<framework>.yaml``) with the
+Each model is built from its Hydra config (``qmimic/conf/model/<arch>_<framework>.yaml``) with the
 Pascal VOC data config, i.e. 600x1000 input, 300 test proposals per image and 21 classes, and
 randomly initialised weights. GFLOPs come from :func:`qmimic.models.model_report` (region head
 fed exactly the 300-proposal budget); CPU time is the median of ``--repeats`` eval-mode

@@ -16,8 +16,8 @@ from int8_speed import test_images
 from torchvision.transforms.functional import resize, to_pil_image
 from torchvision.utils import make_grid
 
-from qmimic.drawing import above_threshold, detection_records, draw
-from qmimic.predictors import CheckpointPredictor
+from qmimic.drawing import detection_records, draw
+from qmimic.predictors import CheckpointPredictor, above_threshold
 
 SCALE = 2  # the built-in data's 192 px images are drawn twice as large so labels stay legible
 

@@ -1,8 +1,9 @@
-"""Every experiment file composes and runs ``fit`` + ``test`` with ``fast_dev_run`` in-process.
+"""Every experiment (each stage with each recipe) composes and runs ``fit`` + ``test`` with
+``fast_dev_run`` in-process.
 
 Real datasets are replaced by tiny trees in their on-disk formats; stage inputs (teacher
 checkpoints) are written from the composed teacher configs with untrained weights, in the format
-``qmimic.train`` writes, so each experiment runs exactly as its file says apart from sizes.
+``qmimic.train`` writes, so each experiment runs exactly as its configs say apart from sizes.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ def test_the_wheel_installs_and_trains_outside_the_repository(shapes_cache: Path
     names = zipfile.ZipFile(wheel).namelist()
     assert "qmimic/conf/train.yaml" in names and "qmimic/conf/stage/qmimic.yaml" in names
     assert "qmimic/conf/recipe/shapes.yaml" in names
+    assert "qmimic/conf/hydra/job_logging/qmimic.yaml" in names
     installed = subprocess.run(
         [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
         capture_output=True,

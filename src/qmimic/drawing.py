@@ -48,9 +48,3 @@ def draw(image: Tensor, records: list[dict[str, Any]]) -> Tensor:
         colors=[COLOURS[(r["label"] - 1) % len(COLOURS)] for r in records],
         width=2,
     )
-
-
-def above_threshold(detections: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
-    """The detections scoring at least ``threshold`` (every field filtered alike)."""
-    keep = detections["scores"] >= threshold
-    return {k: v[keep] for k, v in detections.items()}

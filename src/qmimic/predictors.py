@@ -47,3 +47,9 @@ def load_predictor(path: str, threads: int = 0) -> Predictor:
             f"running .onnx models needs onnxruntime ({exc}); pip install 'qmimic[export]'"
         ) from None
     return OnnxDetector(path, threads=threads)
+
+
+def above_threshold(detections: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
+    """The detections scoring at least ``threshold`` (every field filtered alike)."""
+    keep = detections["scores"] >= threshold
+    return {k: v[keep] for k, v in detections.items()}

@@ -9,10 +9,11 @@ the benchmarks read the graph from there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 
 from omegaconf import OmegaConf
 
-from qmimic.conf import load_config, options
+from qmimic.conf import CONFIG_MODULE, load_config, options
 from qmimic.errors import UserError
 
 
@@ -36,8 +37,14 @@ class Stage:
 
 
 def stage_names() -> list[str]:
-    """Every stage of the ``stage`` config group, in pipeline order."""
-    return [stage.name for stage in load_stages("shapes")]
+    """Every stage of the ``stage`` config group, in pipeline order (read from the files'
+    ``stage.order`` without composing any config)."""
+    folder = files(CONFIG_MODULE).joinpath("stage")
+    order = {
+        name: int(OmegaConf.create(folder.joinpath(f"{name}.yaml").read_text()).stage.order)
+        for name in options("stage")
+    }
+    return sorted(order, key=order.__getitem__)
 
 
 def load_stages(data: str) -> list[Stage]:
@@ -56,9 +63,13 @@ def load_stages(data: str) -> list[Stage]:
     for name in options("stage"):
         cfg = load_config("train", [f"+experiment={name}_{data}"])
         block = OmegaConf.to_container(cfg.stage)
+        if block.get("name") != name:  # e.g. a new stage that inherits another's block
+            raise UserError(
+                f"stage/{name}.yaml says stage.name={block.get('name')!r}; set stage.name: {name}"
+            )
         stages.append(
             Stage(
-                name=str(block["name"]),
+                name=name,
                 experiment=f"{name}_{data}",
                 order=int(block["order"]),
                 student=bool(block.get("student", False)),

@@ -177,7 +177,7 @@ def test_download_fetches_only_missing_archives(tmp_path: Path, monkeypatch):
 def test_worker_reraised_bad_sample_shows_only_the_message():
     wrapped = BadSampleError(
         "Caught BadSampleError in DataLoader worker process 0.\nOriginal Traceback (most recent "
-        'call last):\n  File "x.py", line 1, in f\nqmimic.data.voc.BadSampleError: cannot read '
+        'call last):\n  File "x.py", line 1, in f\nqmimic.data.images.BadSampleError: cannot read '
         "image /data/a.jpg: broken"
     )
     assert str(wrapped) == "cannot read image /data/a.jpg: broken"

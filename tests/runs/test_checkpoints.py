@@ -60,6 +60,22 @@ def test_commands_refuse_a_pickle_payload_with_one_message(
     assert not marker.exists()
 
 
+def test_a_saved_config_naming_another_function_is_refused(tmp_path: Path):
+    marker = tmp_path / "made-by-config"
+    path = tmp_path / "doctored.ckpt"
+    config = {"model": {"_target_": "os.makedirs", "name": str(marker)}}
+    torch.save({"state_dict": {}, "qmimic_config": config}, path)
+    with pytest.raises(UserError, match=r"would call 'os.makedirs' \(at model\)"):
+        load_run(path)
+    writer = {"_target_": "qmimic.runs.results.write_json"}  # a qmimic function, but no constructor
+    nested = {"model": {"_target_": "qmimic.models.build_detector"},
+              "data": {"datamodule": {"source": writer}}}  # fmt: skip
+    torch.save({"state_dict": {}, "qmimic_config": nested}, path)
+    with pytest.raises(UserError, match="at data.datamodule.source"):
+        load_run(path)
+    assert not marker.exists()
+
+
 def test_load_run_rebuilds_the_saved_detector(shapes_cache: Path, tmp_path: Path):
     overrides = tiny_overrides(shapes_cache, tmp_path)
     path = save_untrained_checkpoint("quant_shapes", overrides, tmp_path / "student.ckpt")

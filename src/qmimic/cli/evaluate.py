@@ -9,17 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qmimic.conf import CONFIG_PATH, check_complete
-from qmimic.errors import UserError, exit_on_user_error
+from qmimic.cli import hydra_command
+from qmimic.conf import check_complete
+from qmimic.drawing import class_name
+from qmimic.errors import UserError
 from qmimic.models import count_parameters
 from qmimic.modules import DetectorModule
 from qmimic.runs.checkpoints import load_run
-from qmimic.runs.log import format_metrics, get_logger, route_library_logs
+from qmimic.runs.log import format_metrics, get_logger
 from qmimic.runs.results import write_json, write_text
 
 log = get_logger("qmimic.evaluate")
@@ -32,8 +33,7 @@ def per_class_table(results: dict, class_names: tuple[str, ...]) -> str:
     aps = results.get("voc07_ap_per_class")
     if classes is not None and aps is not None:
         for label, ap in zip(classes.reshape(-1).tolist(), aps.reshape(-1).tolist(), strict=True):
-            name = class_names[int(label) - 1] if 0 < label <= len(class_names) else str(label)
-            lines.append(f"| {name} | {100 * ap:.1f} |")
+            lines.append(f"| {class_name(int(label), class_names)} | {100 * ap:.1f} |")
     if "voc07_map" in results:
         lines.append(f"| **mean** | **{100 * float(results['voc07_map']):.1f}** |")
     return "\n".join(lines) + "\n"
@@ -68,10 +68,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-@exit_on_user_error
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
-    route_library_logs()
     evaluate(cfg)
 
 

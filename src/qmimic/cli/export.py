@@ -13,14 +13,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from qmimic.conf import CONFIG_PATH, check_complete
-from qmimic.errors import UserError, exit_on_user_error
+from qmimic.cli import hydra_command
+from qmimic.conf import check_complete
+from qmimic.errors import UserError
 from qmimic.export.agreement import (
     BOX_RTOL,
     SCORE_ATOL,
@@ -35,7 +35,7 @@ from qmimic.export.runtime import OnnxDetector, metadata_for, write_metadata
 from qmimic.models.detector import TwoStageDetector
 from qmimic.models.report import default_input_size
 from qmimic.runs.checkpoints import load_run
-from qmimic.runs.log import get_logger, route_library_logs
+from qmimic.runs.log import get_logger
 
 log = get_logger("qmimic.export")
 
@@ -127,7 +127,7 @@ def write_checked(
     model = OnnxDetector(path, threads=cfg.threads)
     agreement = check_against(detector, model, images, cfg.verify.top_k)
     if not images:
-        log.warning("warning: verify.images=0, the export was not checked against PyTorch")
+        log.warning("verify.images=0: the export was not checked against PyTorch")
         return model, agreement
     log.info("onnxruntime vs PyTorch: %s", agreement.summary())
     if not agreement.passed:
@@ -139,7 +139,7 @@ def write_checked(
         )
     if agreement.compared == 0:
         log.warning(
-            "warning: neither model detected anything on the check's images, so only that was "
+            "neither model detected anything on the check's images, so only that was "
             "compared; raise verify.images or use verify.split=test"
         )
     return model, agreement
@@ -148,7 +148,7 @@ def write_checked(
 def write_int8(
     model: OnnxDetector, path: Path, datamodule: Any, images: list[Tensor], cfg: DictConfig
 ) -> None:
-    """Quantize the float model to ``path`` and print how its top detections compare, for
+    """Quantize the float model to ``path`` and log how its top detections compare, for
     information only: int8 is not expected to match float32 to the float check's tolerances."""
     calibration = data_images(datamodule, "train", cfg.calibration_images)
     count = quantize_int8(model.path, path, calibration)
@@ -208,8 +208,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return {"onnx": float_path, "int8": int8_path, "agreement": agreement}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-@exit_on_user_error
+@hydra_command("export")
 def main(cfg: DictConfig) -> None:
-    route_library_logs()
     export(cfg)

@@ -12,49 +12,24 @@ reported and skipped.
 
 from __future__ import annotations
 
-import glob
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 from torchvision.transforms.functional import to_pil_image
 from tqdm import tqdm
 
-from qmimic.conf import CONFIG_PATH, check_complete
-from qmimic.data.images import BadSampleError, load_rgb_image
-from qmimic.drawing import above_threshold, detection_records, draw
-from qmimic.errors import UserError, exit_on_user_error
-from qmimic.predictors import Predictor, load_predictor
-from qmimic.runs.log import get_logger, route_library_logs
+from qmimic.cli import hydra_command
+from qmimic.conf import check_complete
+from qmimic.data.images import BadSampleError, find_images, load_rgb_image
+from qmimic.drawing import detection_records, draw
+from qmimic.errors import UserError
+from qmimic.predictors import Predictor, above_threshold, load_predictor
+from qmimic.runs.log import get_logger
 from qmimic.runs.results import write_json
 
 log = get_logger("qmimic.predict")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def find_images(pattern: str) -> list[Path]:
-    """Image files (:data:`IMAGE_SUFFIXES`, any case) in a folder or matching a glob, sorted.
-
-    Raises:
-        UserError: nothing found.
-    """
-    folder = Path(pattern).expanduser()
-    if folder.is_dir():
-        candidates = [str(p) for p in folder.iterdir()]
-    else:
-        candidates = glob.glob(os.path.expanduser(pattern), recursive=True)
-    images = sorted(Path(p) for p in candidates if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    images = [p for p in images if p.is_file()]
-    if not images:
-        raise UserError(
-            f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) found at {pattern}; pass a "
-            "folder or a glob, e.g. input=photos or input='photos/**/*.jpg'"
-        )
-    return images
 
 
 def output_names(images: list[Path]) -> list[str]:
@@ -91,7 +66,7 @@ def _predict_file(
     try:
         image = load_rgb_image(path)
     except BadSampleError as exc:
-        tqdm.write(f"warning: {exc}; skipped", file=sys.stderr)
+        log.warning("%s; skipped", exc)
         return None
     detections = above_threshold(predictor.predict(image), score_threshold)
     records = detection_records(detections, predictor.class_names)
@@ -115,9 +90,8 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     _check_options(cfg, images, targets)
     results: dict[str, list[dict[str, Any]]] = {}
     skipped = []
-    for path, name, target in tqdm(
-        list(zip(images, names, targets, strict=True)), desc="predict", unit="image"
-    ):
+    jobs = list(zip(images, names, targets, strict=True))
+    for path, name, target in tqdm(jobs, desc="predict", unit="image"):
         records = _predict_file(predictor, path, target, cfg.score_threshold)
         if records is None:
             skipped.append(name)
@@ -132,7 +106,7 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     log.info("%d detections in %d images written to %s", count, len(results), output_dir)
     if count == 0 and cfg.score_threshold > 0:
         log.warning(
-            "note: no detection scored at least score_threshold=%s; pass a lower one "
+            "no detection scored at least score_threshold=%s; pass a lower one "
             "(e.g. score_threshold=%g) to see weaker ones",
             cfg.score_threshold,
             cfg.score_threshold / 2,
@@ -140,10 +114,8 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-@exit_on_user_error
+@hydra_command("predict")
 def main(cfg: DictConfig) -> None:
-    route_library_logs()
     predict(cfg)
 
 

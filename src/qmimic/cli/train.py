@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -23,14 +22,15 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qmimic.conf import CONFIG_PATH, check_complete
-from qmimic.errors import UserError, exit_on_user_error
+from qmimic.cli import hydra_command
+from qmimic.conf import check_complete
+from qmimic.errors import UserError
 from qmimic.models import TwoStageDetector, model_report
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.runs.callbacks import ConfigInCheckpoint
 from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
-from qmimic.runs.log import format_metrics, get_logger, route_library_logs
+from qmimic.runs.log import format_metrics, get_logger
 from qmimic.runs.results import write_json
 
 log = get_logger("qmimic.train")
@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     before = {}
     if plan is not None and cfg.get("init_ckpt") and resume_from is None and cfg.get("test", True):
         before = _float_baseline(trainer, module, datamodule)  # stage 2: mAP before quantization
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     metrics = {}
     if cfg.get("test", True):
         metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -176,10 +176,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-@exit_on_user_error
+@hydra_command("train")
 def main(cfg: DictConfig) -> float | None:
-    route_library_logs()
     results = train(cfg)
     return results.get("test/map_50")
 

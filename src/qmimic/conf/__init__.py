@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from qmimic.errors import UserError
-from qmimic.runs.loggers import register_resolvers
+from qmimic.runs.loggers import register_resolvers  # the configs' ${run_name:...} resolvers
 
 CONFIG_MODULE = __name__
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # the ``config_path`` of the commands' ``hydra.main``
@@ -36,30 +36,39 @@ def options(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def experiments() -> dict[str, tuple[str, str]]:
+    """``{"<stage>_<data>": (stage, data)}`` for every stage and recipe shipped."""
+    return {
+        f"{stage}_{data}": (stage, data) for data in options("recipe") for stage in options("stage")
+    }
+
+
 def experiment_names() -> list[str]:
-    """``<stage>_<data>`` for every stage and recipe."""
-    return [f"{stage}_{data}" for data in options("recipe") for stage in options("stage")]
+    """Every ``<stage>_<data>`` experiment."""
+    return list(experiments())
 
 
 def register_experiments() -> None:
     """Register each ``<stage>_<data>`` in the ``experiment`` group: the recipe, then the stage.
 
-    Done in code rather than as files because the 24 files would differ only in two names.
+    Done in code rather than as 24 files that would differ only in two names. Importing this
+    package registers them (every command imports it). A file ``experiment/<name>.yaml`` of the
+    same name elsewhere on the search path is refused by Hydra.
     """
     store = ConfigStore.instance()
-    for data in options("recipe"):
-        for stage in options("stage"):
-            store.store(
-                group="experiment",
-                name=f"{stage}_{data}",
-                node={"defaults": [f"/recipe/{data}", f"/stage/{stage}", "_self_"]},
-                package="_global_",
-            )
+    for name, (stage, data) in experiments().items():
+        store.store(
+            group="experiment",
+            name=name,
+            node={"defaults": [f"/recipe/{data}", f"/stage/{stage}", "_self_"]},
+            package="_global_",
+        )
 
 
 def load_config(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
     """Compose a primary config with ``overrides``, outside any running Hydra app (tests,
-    benchmarks, the pipeline reading its stages). ``hydra:`` interpolations stay unresolved."""
+    benchmarks, the pipeline reading its stages); inside one (a ``hydra.main`` command) Hydra is
+    already initialised and this raises. ``hydra:`` interpolations stay unresolved."""
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -9,6 +11,8 @@ from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor
 
 from qmimic.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # what find_images picks up, any case
 
 
 class BadSampleError(UserError):
@@ -44,3 +48,24 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return image.size
     except (UnidentifiedImageError, OSError) as exc:
         raise BadSampleError(f"cannot read image {path}: {exc}") from None
+
+
+def find_images(pattern: str) -> list[Path]:
+    """Image files (:data:`IMAGE_SUFFIXES`, any case) in a folder or matching a glob, sorted.
+
+    Raises:
+        UserError: nothing found.
+    """
+    folder = Path(pattern).expanduser()
+    if folder.is_dir():
+        candidates = [str(p) for p in folder.iterdir()]
+    else:
+        candidates = glob.glob(os.path.expanduser(pattern), recursive=True)
+    images = sorted(Path(p) for p in candidates if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    images = [p for p in images if p.is_file()]
+    if not images:
+        raise UserError(
+            f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) found at {pattern}; pass a "
+            "folder or a glob, e.g. input=photos or input='photos/**/*.jpg'"
+        )
+    return images

@@ -18,8 +18,11 @@ Python port ``evaluation.py``), which differs from both COCO and PASCAL VOC:
   setting (all images, including those without predictions). Precision is taken as 0 where no
   proposal is kept (the official code divides 0 by 0 there; those points have recall 0 and
   never reach the area, so the AP is unchanged);
-- images without any face are skipped entirely: their predictions are neither true nor false
-  positives (they still take part in the score normalisation);
+- images without any ground-truth box are skipped entirely: their predictions are neither true
+  nor false positives (they still take part in the score normalisation). The released lists give
+  an image without faces one all-zero box instead, so the official evaluation scores those
+  images and their predictions are false positives; the dataset keeps that box (see
+  :mod:`qmimic.data.widerface.annotations`) and this metric then does the same;
 - AP is the area under the monotone precision envelope (the VOC2010 rule).
 
 Since predictions are visited by score and a face stays recalled, the predictions kept at a

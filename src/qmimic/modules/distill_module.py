@@ -95,7 +95,8 @@ class DistillModule(DetectorModule):
         self.teacher_ckpt = str(Path(teacher_ckpt).expanduser())
         self.regressor = nn.Conv2d(net.feature_channels, teacher.feature_channels, kernel_size=1)
         if mimic_step is None:
-            mimic_step = teacher.feature_step or 1.0
+            step = teacher.feature_step
+            mimic_step = 1.0 if step is None else step
         self.mimic_quantizer = FeatureQuantizer(step=mimic_step)
         self.mimic_weight = mimic_weight
         self.regions = regions

@@ -5,6 +5,10 @@ dicts load, anything else is refused before it can run. Teachers are exactly the
 from others, and a pickle can call any function while it loads. qmimic's checkpoints hold only
 plain data (the run's resolved config travels as ``checkpoint["qmimic_config"]``, the optimizer
 factories stay out of the hyperparameters), so nothing needs more.
+
+The saved config is data too, but rebuilding the detector instantiates its ``_target_`` entries;
+a doctored config could name any function there. Only the constructors in
+:data:`REBUILD_TARGETS` are instantiated from a checkpoint; anything else is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ from qmimic.models.detector import TwoStageDetector
 
 CONFIG_KEY = "qmimic_config"  # the run's resolved config (a plain dict)
 CLASS_NAMES_KEY = "qmimic_class_names"  # names of labels 1..C
+
+# What the ``model``, ``quant`` and ``data`` sections of a saved config may instantiate.
+REBUILD_TARGETS = frozenset({
+    "qmimic.models.build_detector",
+    "qmimic.quant.QuantizationPlan",
+    "qmimic.quant.FeatureQuantizer",
+    "qmimic.data.DetectionDataModule",
+    "qmimic.data.VOCSource",
+    "qmimic.data.WiderFaceSource",
+    "qmimic.data.ShapesSource",
+    "qmimic.data.FacesSource",
+})  # fmt: skip
 
 
 def _refusal(path: Path, exc: pickle.UnpicklingError) -> UserError:
@@ -106,12 +122,33 @@ def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
     config = checkpoint.get(CONFIG_KEY)
     if not isinstance(config, dict) or "model" not in config:
         raise UserError(f"{path} has no qmimic config; pass a checkpoint written by qmimic.train")
+    for section in ("model", "quant", "data"):
+        _check_targets(config.get(section), path, section)
     return config
 
 
+def _check_targets(node: object, path: str | Path, where: str) -> None:
+    """Refuse a saved config section that would instantiate anything but :data:`REBUILD_TARGETS`."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and target not in REBUILD_TARGETS:
+            raise UserError(
+                f"refusing to load {path}: its saved config would call {target!r} (at {where}), "
+                "which is not a qmimic model, quantizer or data constructor. The file was not "
+                "written by qmimic.train as it is; do not use it unless you trust where it "
+                "came from."
+            )
+        for key, value in node.items():
+            _check_targets(value, path, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_targets(value, path, f"{where}[{index}]")
+
+
 def build_configured_detector(config: dict) -> TwoStageDetector:
-    """The detector a run's config describes, quantizers included (weights random)."""
-    detector = instantiate(config["model"])
+    """The detector a run's config describes, quantizers included (weights random, as the
+    checkpoint's replace them: no ImageNet weights are fetched or read)."""
+    detector = instantiate({**config["model"], "pretrained": False, "weights_path": None})
     if config.get("quant"):
         instantiate(config["quant"]).apply(detector)
     return detector
