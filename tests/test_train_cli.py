@@ -110,3 +110,24 @@ def test_checkpoint_of_another_architecture_is_refused(shapes_cache: Path, tmp_p
     assert result.returncode == 2
     assert "does not match the configured model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_checkpoints_finite(
+    shapes_cache: Path, tmp_path: Path
+):
+    result = run_train(
+        *tiny_overrides(shapes_cache, tmp_path),
+        "module.optimizer.lr=1e8",  # a typo'd learning rate
+        "module.scheduler.warmup_steps=1",
+        "trainer.max_epochs=4",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "the training loss became non-finite at step" in error[0]
+    assert "module.optimizer.lr" in error[0] and "module.non_finite_steps" in error[0]
+    run_dir = single_run_dir(tmp_path)
+    assert not (run_dir / "results.json").exists()
+    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):  # what is on disk stays usable
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

@@ -53,3 +53,11 @@ def test_fit_and_test_on_tiny_shapes(shapes_cache, tmp_path):
     assert trainer.global_step == 2
     assert 0.0 <= metrics["test/map_50"] <= 1.0
     assert 0.0 <= metrics["test/voc07_map"] <= 1.0
+
+
+def test_divergence_without_nan_is_recognised():
+    from qmimic.modules.detector_module import diverged
+
+    assert diverged([2.8, 2.7], [4.0e4, 3.9e4])
+    assert not diverged([2.8, 2.7], [1.2, 1.1])  # a loss that fell
+    assert not diverged([], [1.0])  # nothing measured

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import lightning as L
@@ -9,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from qmimic.errors import UserError
 from qmimic.models.detector import Targets, TwoStageDetector
 from qmimic.modules.evaluation import (
     HEADLINES,
@@ -16,9 +19,26 @@ from qmimic.modules.evaluation import (
     metric_targets,
     scalar_metrics,
 )
+from qmimic.runs.log import get_logger
 
 OptimizerFactory = Callable[[Iterator[torch.nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+LOSS_WINDOW = 20  # training steps averaged at the start and at the end for the divergence check
+DIVERGED_RATIO = 10.0  # a final training loss this many times its start is reported as diverged
+
+log = get_logger(__name__)
+
+
+class NonFiniteLossError(UserError):
+    """A training loss became NaN or infinite; the message names the step, the component and
+    the usual fixes."""
+
+
+def diverged(start: list[float], end: list[float], ratio: float = DIVERGED_RATIO) -> bool:
+    """Whether the mean training loss of the last steps (``end``) is ``ratio`` times or more
+    that of the first steps (``start``): divergence that produced no NaN."""
+    return bool(start and end) and statistics.mean(end) >= ratio * statistics.mean(start)
 
 
 def training_targets(targets: list[dict]) -> Targets:
@@ -37,6 +57,10 @@ class DetectorModule(L.LightningModule):
         eval_protocol: ``"voc"`` (VOC07 mAP) or ``"wider"`` (WIDER FACE easy/medium/hard AP),
             logged beside torchmetrics' COCO mAP.
         metric_backend: torchmetrics ``MeanAveragePrecision`` backend.
+        non_finite_steps: training steps with a NaN or infinite loss that are skipped (no
+            backward, no update) before the run stops with :class:`NonFiniteLossError`; 0 stops
+            at the first. A skipped step's forward pass has still updated BatchNorm statistics.
+            Single-process runs only: under DDP every process would have to skip alike.
     """
 
     def __init__(
@@ -46,6 +70,7 @@ class DetectorModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         eval_protocol: str = "voc",
         metric_backend: str = "faster_coco_eval",
+        non_finite_steps: int = 0,
     ):
         super().__init__()
         # Factories and the network stay out of hparams: checkpoints must load with
@@ -58,6 +83,10 @@ class DetectorModule(L.LightningModule):
         self.val_metrics = DetectionMetrics(eval_protocol, metric_backend)
         self.test_metrics = DetectionMetrics(eval_protocol, metric_backend)
         self.test_results: dict[str, Tensor] = {}
+        self.non_finite_steps = non_finite_steps
+        self.non_finite_seen = 0
+        self.loss_start: list[float] = []
+        self.loss_end: deque[float] = deque(maxlen=LOSS_WINDOW)
 
     def forward(self, images: list[Tensor]) -> Targets:
         return self.net.predict(images)
@@ -66,14 +95,66 @@ class DetectorModule(L.LightningModule):
         """Detection losses of ``self.net``; subclasses add their own terms."""
         return self.net.losses(images, training_targets(targets))
 
-    def training_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> Tensor:
+    def training_step(
+        self, batch: tuple[list[Tensor], list[dict]], batch_idx: int
+    ) -> Tensor | None:
         images, targets = batch
         losses = self.detection_losses(images, targets)
+        bad = [name for name, value in losses.items() if not bool(torch.isfinite(value).all())]
+        if bad:
+            return self._skip_or_stop(bad, losses)
         loss = torch.stack(list(losses.values())).sum()
+        self._track(float(loss.detach()))
         logged = {f"train/{name}": value.detach() for name, value in losses.items()}
         self.log_dict(logged, batch_size=len(images))
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(images))
         return loss
+
+    def _skip_or_stop(self, bad: list[str], losses: dict[str, Tensor]) -> None:
+        """Skip this step (returning None skips backward and update), or stop the run."""
+        step = self.trainer.global_step
+        shown = ", ".join(f"{name}={float(losses[name].detach())}" for name in bad)
+        self.non_finite_seen += 1
+        if self.non_finite_seen <= self.non_finite_steps:
+            log.warning("step %d: non-finite loss (%s); step skipped", step, shown)
+            return None
+        # This step's forward has already updated BatchNorm statistics, so buffers count too.
+        weights_ok = all(
+            bool(torch.isfinite(v).all())
+            for v in self.state_dict().values()
+            if v.is_floating_point()
+        )
+        if not weights_ok:  # keep the checkpoint written before; never put these weights on disk
+            for callback in self.trainer.checkpoint_callbacks:
+                callback.save_on_exception = False
+        kept = (
+            "checkpoints/last.ckpt gets the weights after the last finite step"
+            if weights_ok
+            else "the weights are no longer finite, so checkpoints/last.ckpt stays as last written"
+        )
+        raise NonFiniteLossError(
+            f"the training loss became non-finite at step {step} (epoch "
+            f"{self.trainer.current_epoch}): {shown}; the run stopped and {kept}. Usual fixes: "
+            "a lower module.optimizer.lr, a longer warm-up (module.scheduler.warmup_steps), "
+            "or, when distilling, a lower module.mimic_weight; module.non_finite_steps=N skips "
+            "up to N such steps instead of stopping"
+        )
+
+    def _track(self, loss: float) -> None:
+        if len(self.loss_start) < LOSS_WINDOW:
+            self.loss_start.append(loss)
+        self.loss_end.append(loss)
+
+    def on_train_end(self) -> None:
+        if diverged(self.loss_start, list(self.loss_end)):
+            log.warning(
+                "the training loss rose from %.4g (mean of the first %d steps) to %.4g (the last "
+                "%d): the run diverged; lower module.optimizer.lr or lengthen the warm-up",
+                statistics.mean(self.loss_start),
+                len(self.loss_start),
+                statistics.mean(self.loss_end),
+                len(self.loss_end),
+            )
 
     def _evaluate(self, batch: tuple[list[Tensor], list[dict]], metrics) -> None:
         images, targets = batch

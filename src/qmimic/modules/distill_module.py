@@ -78,12 +78,13 @@ class DistillModule(DetectorModule):
         normalize: bool = True,
         eval_protocol: str = "voc",
         metric_backend: str = "faster_coco_eval",
+        non_finite_steps: int = 0,
     ):
         if regions not in REGION_SOURCES:
             raise ValueError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
         if region_read not in REGION_READS:
             raise ValueError(f"region_read must be one of {REGION_READS}, got {region_read!r}")
-        super().__init__(net, optimizer, scheduler, eval_protocol, metric_backend)
+        super().__init__(net, optimizer, scheduler, eval_protocol, metric_backend, non_finite_steps)
         teacher = freeze(load_run(teacher_ckpt).detector)
         if teacher.stride != net.stride:
             raise UserError(

@@ -15,9 +15,9 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-# Lightning's loggers have a console handler of their own and do not propagate, so their
-# messages would miss the run's log file.
-LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+# Libraries that give their loggers a console handler of their own: those that do not propagate
+# would miss the run's log file, those that do would print every message twice.
+LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics")
 
 
 class BelowLevel(logging.Filter):
