@@ -22,6 +22,7 @@ from pathlib import Path
 from qmimic.conf import options
 from qmimic.errors import exit_on_user_error
 from qmimic.runs.log import get_logger
+from qmimic.runs.results import write_text
 from qmimic.runs.summary import ordering_verdict, write_summary
 from qmimic.stages import Stage, load_stages
 
@@ -117,8 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     table = write_summary(args.out, results)
     verdict = ordering_verdict(results)
     if verdict:
-        with (args.out / "summary.md").open("a") as handle:
-            handle.write(f"\n{verdict}\n")
+        write_text(args.out / "summary.md", f"{table}\n{verdict}\n")
     log.info("\n%s\n%s\nwritten to %s and summary.json", table, verdict, args.out / "summary.md")
 
 

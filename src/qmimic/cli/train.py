@@ -31,7 +31,7 @@ from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.runs.callbacks import ConfigInCheckpoint
 from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
 from qmimic.runs.log import format_metrics, get_logger
-from qmimic.runs.results import write_json
+from qmimic.runs.results import write_json, write_text
 
 log = get_logger("qmimic.train")
 
@@ -135,7 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     _check_distributed(trainer, datamodule)
     if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
-        OmegaConf.save(OmegaConf.create(resolved), output_dir / "config.yaml")
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     report = model_report(module.net)  # at the test-time input size and proposal budget
     height, width = report["input_size"]
     log.info(

@@ -1,4 +1,10 @@
-"""``results.json`` and other run files: written so that a crash never leaves half a file."""
+"""``results.json`` and other run files: written so that a crash never leaves half a file.
+
+Every file a run writes for later reading (``config.yaml``, ``results.json``, summaries, the
+per-class table) goes through :func:`write_text`: a temporary file beside the target, renamed over
+it once complete. Checkpoints are written the same way by Lightning (an fsspec transaction), and
+ONNX exports by :mod:`qmimic.cli.export`.
+"""
 
 from __future__ import annotations
 
