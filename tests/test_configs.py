@@ -8,10 +8,10 @@ from omegaconf import open_dict
 
 from helpers import compose_train_config
 from qmimic.cli.train import build_net
-from qmimic.conf import experiment_names, missing_keys
+from qmimic.conf import experiments, missing_keys
 from qmimic.quant import feature_quantizers
 
-EXPERIMENTS = experiment_names()
+EXPERIMENTS = list(experiments())
 
 
 def test_there_are_experiments():

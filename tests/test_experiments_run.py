@@ -16,9 +16,9 @@ import pytest
 from data.trees import tiny_voc, tiny_wider
 from helpers import TINY_SPEC, compose_train_config, save_untrained_checkpoint
 from qmimic.cli.train import train
-from qmimic.conf import experiment_names, missing_keys
+from qmimic.conf import experiments, missing_keys
 
-EXPERIMENTS = experiment_names()
+EXPERIMENTS = list(experiments())
 
 SMALL = [
     "trainer.fast_dev_run=true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from qmimic.conf import experiment_names, load_config, options
+from qmimic.conf import experiments, load_config, options
 from qmimic.errors import UserError
 from qmimic.stages import load_stages, stage_names
 
@@ -23,7 +23,7 @@ def test_the_pipeline_order_and_inputs_come_from_the_stage_configs():
 
 
 def test_every_stage_and_recipe_pair_is_an_experiment():
-    assert set(experiment_names()) == {
+    assert set(experiments()) == {
         f"{stage}_{data}" for stage in options("stage") for data in options("recipe")
     }
     assert {"shapes", "voc", "widerface", "faces"} <= set(options("recipe"))

@@ -43,11 +43,6 @@ def experiments() -> dict[str, tuple[str, str]]:
     }
 
 
-def experiment_names() -> list[str]:
-    """Every ``<stage>_<data>`` experiment."""
-    return list(experiments())
-
-
 def register_experiments() -> None:
     """Register each ``<stage>_<data>`` in the ``experiment`` group: the recipe, then the stage.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -100,20 +101,24 @@ class DetectorModule(L.LightningModule):
     ) -> Tensor | None:
         images, targets = batch
         losses = self.detection_losses(images, targets)
-        bad = [name for name, value in losses.items() if not bool(torch.isfinite(value).all())]
+        parts = torch.stack(list(losses.values()))
+        loss = parts.sum()
+        # One device-to-host copy per step for the guard and the divergence check.
+        *values, total = torch.cat([parts.detach(), loss.detach()[None]]).tolist()
+        bad = {name: v for name, v in zip(losses, values, strict=True) if not math.isfinite(v)}
         if bad:
-            return self._skip_or_stop(bad, losses)
-        loss = torch.stack(list(losses.values())).sum()
-        self._track(float(loss.detach()))
+            return self._skip_or_stop(bad)
+        self._track(total)
         logged = {f"train/{name}": value.detach() for name, value in losses.items()}
         self.log_dict(logged, batch_size=len(images))
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(images))
         return loss
 
-    def _skip_or_stop(self, bad: list[str], losses: dict[str, Tensor]) -> None:
-        """Skip this step (returning None skips backward and update), or stop the run."""
+    def _skip_or_stop(self, bad: dict[str, float]) -> None:
+        """Skip this step (returning None skips backward and update), or stop the run; ``bad``
+        holds the non-finite loss components."""
         step = self.trainer.global_step
-        shown = ", ".join(f"{name}={float(losses[name].detach())}" for name in bad)
+        shown = ", ".join(f"{name}={value}" for name, value in bad.items())
         self.non_finite_seen += 1
         if self.non_finite_seen <= self.non_finite_steps:
             log.warning("step %d: non-finite loss (%s); step skipped", step, shown)

@@ -1,9 +1,9 @@
 """The run's messages through Python ``logging``, from global rank 0 only.
 
 Hydra's job logging sends every record to the console and to the run's ``<command>.log``
-(``conf/hydra/default.yaml`` sets plain console lines and timestamped file lines), so what a
-command says to its user is also in its run directory. Under DDP every process runs the command;
-:func:`get_logger` keeps the messages of processes 1..N-1 out, as Lightning's own
+(``qmimic/conf/hydra/job_logging/qmimic.yaml``: plain console lines, timestamped file lines),
+so what a command says to its user is also in its run directory. Under DDP every process runs
+the command; :func:`get_logger` keeps the messages of processes 1..N-1 out, as Lightning's own
 ``rank_zero_info`` does.
 """
 
@@ -38,9 +38,6 @@ class RankZeroLogger(logging.LoggerAdapter):
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if getattr(rank_zero_only, "rank", 0) == 0:
             super().log(level, msg, *args, **kwargs)
-
-    def process(self, msg: Any, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
-        return msg, kwargs
 
 
 def get_logger(name: str) -> RankZeroLogger:
