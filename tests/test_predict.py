@@ -31,7 +31,7 @@ def models(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     folder = tmp_path_factory.mktemp("models")
     overrides = tiny_overrides(shapes_cache, folder / "logs")
     ckpt = save_untrained_checkpoint("scratch_shapes", overrides, folder / "tiny.ckpt")
-    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint = torch.load(ckpt, weights_only=True)
     torch.save({**checkpoint, "qmimic_class_names": NAMES}, ckpt)
     onnx_path = folder / "tiny.onnx"
     export_onnx(load_run(ckpt).detector.eval(), onnx_path, torch.rand(3, 96, 96))
