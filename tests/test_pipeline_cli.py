@@ -61,7 +61,7 @@ def test_pipeline_runs_every_demo_stage_and_writes_the_verdict(shapes_cache: Pat
 
 
 def test_stage_scoped_overrides_reach_only_their_stages():
-    from qmimic.cli.pipeline import overrides_for
+    from qmimic.runs.stage_runs import overrides_for
     from qmimic.stages import load_stages
 
     stages = {stage.name: stage for stage in load_stages("shapes")}

@@ -12,14 +12,24 @@ from qmimic.stages import load_stages, stage_names
 
 def test_the_pipeline_order_and_inputs_come_from_the_stage_configs():
     stages = load_stages("voc")
-    assert [s.name for s in stages] == stage_names()
+    assert [s.name for s in stages] == stage_names(controls=True)
     assert stage_names() == ["teacher", "qteacher", "scratch", "quant", "mimic", "qmimic"]
+    assert [s.name for s in stages if s.control] == ["ftteacher"]
     needs = {s.name: s.needs for s in stages}
-    assert needs["qteacher"] == {"init_ckpt": "teacher"}
+    assert needs["qteacher"] == needs["ftteacher"] == {"init_ckpt": "teacher"}
     assert needs["mimic"] == {"teacher_ckpt": "teacher"}
     assert needs["qmimic"] == {"teacher_ckpt": "qteacher"}
     assert [s.name for s in stages if s.student] == ["scratch", "quant", "mimic", "qmimic"]
-    assert {s.experiment for s in stages} == {f"{s}_voc" for s in stage_names()}
+    assert {s.experiment for s in stages} == {f"{s}_voc" for s in stage_names(controls=True)}
+
+
+def test_the_stage_2_control_is_the_quantized_teacher_without_quantization():
+    quantized = load_config("train", ["+experiment=qteacher_shapes"])
+    control = load_config("train", ["+experiment=ftteacher_shapes"])
+    assert OmegaConf.to_container(control.quant) == {}
+    assert quantized.quant.feature_map
+    for key in ("trainer.max_epochs", "module.optimizer.lr", "module.scheduler.warmup_steps"):
+        assert OmegaConf.select(control, key) == OmegaConf.select(quantized, key)
 
 
 def test_every_stage_and_recipe_pair_is_an_experiment():

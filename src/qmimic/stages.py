@@ -1,7 +1,8 @@
 """The stages of the method as the ``stage`` config group defines them.
 
 Each ``stage/<name>.yaml`` holds a ``stage:`` block: its ``name``, its ``order`` in the pipeline,
-whether it is a ``student``, and what it ``needs`` (an override key, e.g. ``teacher_ckpt``,
+whether it is a ``student`` or a ``control`` (an experiment's control, run only when asked for,
+not a step of the method), and what it ``needs`` (an override key, e.g. ``teacher_ckpt``,
 mapped to the stage whose ``checkpoints/last.ckpt`` it takes). The pipeline, the summaries and
 the benchmarks read the graph from there.
 """
@@ -27,6 +28,8 @@ class Stage:
         order: its position in the pipeline and in tables.
         student: whether it trains a student (the target of ``students:key=value``).
         needs: override key -> name of the stage whose ``last.ckpt`` it takes.
+        control: a control run of the study (``ftteacher``), not a step of the method: the
+            pipeline runs it only when named in ``--stages``.
     """
 
     name: str
@@ -34,17 +37,19 @@ class Stage:
     order: int
     student: bool
     needs: dict[str, str]
+    control: bool = False
 
 
-def stage_names() -> list[str]:
-    """Every stage of the ``stage`` config group, in pipeline order (read from the files'
-    ``stage.order`` without composing any config)."""
+def stage_names(controls: bool = False) -> list[str]:
+    """The stages of the method (and the controls too if ``controls``), in pipeline order, read
+    from the files' ``stage`` blocks without composing any config."""
     folder = files(CONFIG_MODULE).joinpath("stage")
-    order = {
-        name: int(OmegaConf.create(folder.joinpath(f"{name}.yaml").read_text()).stage.order)
+    blocks = {
+        name: OmegaConf.create(folder.joinpath(f"{name}.yaml").read_text()).stage
         for name in options("stage")
     }
-    return sorted(order, key=order.__getitem__)
+    chosen = [name for name, block in blocks.items() if controls or not block.get("control")]
+    return sorted(chosen, key=lambda name: int(blocks[name].order))
 
 
 def load_stages(data: str) -> list[Stage]:
@@ -74,6 +79,7 @@ def load_stages(data: str) -> list[Stage]:
                 order=int(block["order"]),
                 student=bool(block.get("student", False)),
                 needs={str(k): str(v) for k, v in (block.get("needs") or {}).items()},
+                control=bool(block.get("control", False)),
             )
         )
     stages.sort(key=lambda stage: stage.order)

@@ -13,9 +13,7 @@ loses at most the stage in progress. Ends with a table (mean and spread over see
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,61 +21,11 @@ from qmimic.conf import options
 from qmimic.errors import exit_on_user_error
 from qmimic.runs.log import get_logger
 from qmimic.runs.results import write_text
+from qmimic.runs.stage_runs import overrides_for, run_stage
 from qmimic.runs.summary import ordering_verdict, write_summary
-from qmimic.stages import Stage, load_stages
+from qmimic.stages import load_stages
 
 log = get_logger("qmimic.pipeline")
-
-
-def overrides_for(stage: Stage, stages: list[Stage], overrides: list[str]) -> list[str]:
-    """The overrides that reach ``stage``: plain ``key=value`` ones reach every stage;
-    ``STAGE:key=value`` only that stage, and ``students:key=value`` every student stage."""
-    scopes = {s.name for s in stages} | {"students"}
-    chosen = []
-    for override in overrides:
-        scope, sep, rest = override.partition(":")
-        if sep and scope in scopes:
-            if scope == stage.name or (scope == "students" and stage.student):
-                chosen.append(rest)
-        else:
-            chosen.append(override)
-    return chosen
-
-
-def run_stage(stage: Stage, seed: int, out: Path, overrides: list[str]) -> dict:
-    """Run one stage unless its results exist; returns its results.json content.
-
-    ``overrides`` are those that reach this stage (see :func:`overrides_for`).
-    """
-    stage_dir = out / f"seed{seed}" / stage.name
-    results_path = stage_dir / "results.json"
-    if results_path.is_file():
-        log.info("[seed %d] %s: done before, skipped", seed, stage.name)
-        return json.loads(results_path.read_text())
-    inputs = [
-        f"{key}={out / f'seed{seed}' / source / 'checkpoints' / 'last.ckpt'}"
-        for key, source in stage.needs.items()
-    ]
-    interrupted = stage_dir / "checkpoints" / "last.ckpt"
-    if interrupted.is_file():  # a stage cut short earlier: resume it
-        inputs.append(f"ckpt_path={interrupted}")
-    command = [
-        sys.executable,
-        "-m",
-        "qmimic.train",
-        f"+experiment={stage.experiment}",
-        f"seed={seed}",
-        f"hydra.run.dir={stage_dir}",
-        *inputs,
-        *overrides,
-    ]
-    log.info("[seed %d] %s: %s", seed, stage.name, " ".join(command[2:]))
-    if subprocess.run(command).returncode != 0:
-        raise SystemExit(
-            f"error: stage {stage.name} (seed {seed}) failed; its log is in "
-            f"{stage_dir}. Fix the cause and run the same command again to resume."
-        )
-    return json.loads(results_path.read_text())
 
 
 @exit_on_user_error
@@ -93,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=None,
         choices=options("stage"),
-        help="run only these stages (default: all)",
+        help="run these stages (default: every stage of the method; controls such as "
+        "ftteacher only when named)",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
     parser.add_argument(
@@ -109,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args([a for a in argv if a not in overrides])
     args.overrides = overrides
     every = load_stages(args.data)
-    stages = [s for s in every if args.stages is None or s.name in args.stages]
+    stages = [s for s in every if (s.name in args.stages if args.stages else not s.control)]
     results: dict[str, list[dict]] = {s.name: [] for s in stages}
     for seed in args.seeds:
         for stage in stages:

@@ -1,0 +1,139 @@
+"""The study: ``python -m qmimic.study --phase tuning|confirmation [options] [overrides ...]``.
+
+Trains every stage of the method and the stage-2 control (``ftteacher``: the float teacher
+fine-tuned as long as the quantized one) over a list of seeds, and writes ``<out>/results.json``,
+``results.md`` and ``results.png``: per-seed mAP, paired differences over seeds with 95% t
+intervals, seeds won, and the share of the scratch -> teacher gap each student closes.
+
+Pre-registration: settings are chosen in the ``tuning`` phase, where ``--sweep`` adds ablation
+variants (Hydra sweep syntax, pipeline scopes: ``qmimic:module.mimic_weight=0.5,2``); the
+``confirmation`` phase runs the committed defaults only, on seeds the tuning phase never used
+(the command refuses overlapping seeds, in either direction). Finished runs are reused, so the
+same command resumes a study that was stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+
+from qmimic.conf import options
+from qmimic.errors import UserError, exit_on_user_error
+from qmimic.runs.log import get_logger
+from qmimic.stages import load_stages
+from qmimic.study.report import load_results, phase_block, used_seeds, write_study
+from qmimic.study.runner import collect, run_all, run_seed, variant_out
+from qmimic.study.variants import Variant, expand
+
+log = get_logger("qmimic.study")
+
+# The study's schedule on the built-in data: 3 epochs for the teacher and the students (the
+# recipe's 1 epoch for stage 2 and its control). A CPU-budget choice: the demo's longer
+# schedule costs ~26 min per seed on 2 cores, this one about 17.
+SCHEDULE = ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]
+PHASES = ("tuning", "confirmation")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", required=True, choices=PHASES)
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--data", default="shapes", choices=options("recipe"))
+    parser.add_argument(
+        "--sweep", action="append", default=[], metavar="[SCOPE:]KEY=V1,V2",
+        help="tuning only: an ablation swept like a Hydra multirun override; repeat for a "
+        "cartesian product. SCOPE: a stage, 'students', or stages joined by commas",
+    )  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
+    parser.add_argument("--out", type=Path, default=Path("study"), help="results folder")
+    parser.add_argument(
+        "overrides", nargs="*",
+        help="extra pipeline overrides for every variant (replace the study schedule's keys)",
+    )  # fmt: skip
+    # Overrides may follow a list option (``--seeds 0 1 key=value``); argparse would read them as
+    # seeds, so they are taken out first, except the values of --sweep (which hold "=" too).
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_args(_rejoin_sweeps(argv, overrides))
+    args.overrides = [o for o in overrides if o not in args.sweep]
+    return args
+
+
+def _rejoin_sweeps(argv: list[str], overrides: list[str]) -> list[str]:
+    """``argv`` without the positional overrides, keeping the values of ``--sweep``."""
+    kept, follows_sweep = [], False
+    for arg in argv:
+        if follows_sweep or arg.startswith("--sweep=") or arg not in overrides:
+            kept.append(arg)
+        follows_sweep = arg == "--sweep"
+    return kept
+
+
+def check_seeds(results: dict, phase: str, seeds: list[int]) -> None:
+    """Refuse seeds the other phase has used: tuning seeds must never be confirmation seeds."""
+    other = "confirmation" if phase == "tuning" else "tuning"
+    overlap = sorted(set(seeds) & used_seeds(results, other))
+    if overlap:
+        raise UserError(
+            f"seeds {overlap} were used in the {other} phase of this study; the {phase} phase "
+            f"needs other seeds (tuning and confirmation seeds never overlap)"
+        )
+
+
+def preamble(data: str, schedule: list[str]) -> str:
+    return (
+        f"Built-in `{data}` data, width-1/16 students, schedule `{' '.join(schedule)}` "
+        "(stage 2 and its control `ftteacher`: the recipe's fine-tuning). Values are VOC07 "
+        "mAP@0.5 in points unless marked. Intervals: Student's t over the per-seed paired "
+        "differences (n - 1 degrees of freedom). Gap closed: (mean student - mean scratch) / "
+        "(mean teacher - mean scratch), the stage-1 teacher. Written by `python -m qmimic.study`; "
+        "every value is in results.json."
+    )
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.phase == "confirmation" and args.sweep:
+        raise UserError(
+            "the confirmation phase runs the committed defaults only; put the chosen settings "
+            "into the *_shapes experiments and run it without --sweep"
+        )
+    if len(set(args.seeds)) < 2:
+        raise UserError("the study needs at least two seeds for paired intervals")
+    stages = load_stages(args.data)
+    variants = [Variant(), *expand(args.sweep, stages)]
+    results = load_results(args.out / "results.json")
+    check_seeds(results, args.phase, args.seeds)
+    schedule = [*SCHEDULE, *args.overrides]
+    lane = partial(
+        run_seed, variants=variants, stages=stages, runs=args.runs, phase=args.phase,
+        schedule=schedule, quiet=args.jobs > 1,
+    )  # fmt: skip
+    run_all(args.seeds, args.jobs, lambda seed, env: lane(seed, env=env))
+    blocks = {
+        v.name: phase_block(
+            collect(variant_out(args.runs, args.phase, v), args.seeds, stages),
+            args.seeds,
+            [*schedule, *v.overrides],
+        )
+        for v in variants
+    }
+    results = load_results(args.out / "results.json")  # again: another phase may have written
+    if args.phase == "tuning":
+        section = results.setdefault("tuning", {"variants": {}})
+        section["variants"].update(blocks)
+    else:
+        results["confirmation"] = blocks["defaults"]
+    for path in write_study(args.out, results, preamble(args.data, schedule)):
+        log.info("written %s", path)
+
+
+if __name__ == "__main__":
+    main()

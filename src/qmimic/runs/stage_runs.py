@@ -1,0 +1,106 @@
+"""One stage of the method as a ``qmimic.train`` run in its own process, found again when done.
+
+The pipeline and the study lay runs out as ``<out>/seed<k>/<stage>/``; a stage whose
+``results.json`` exists is finished and is not run again, and one with a ``checkpoints/last.ckpt``
+but no results was cut short and resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from qmimic.runs.log import get_logger
+from qmimic.stages import Stage
+
+log = get_logger("qmimic.pipeline")
+
+
+def scope_names(scope: str, known: set[str]) -> set[str] | None:
+    """The stages a ``SCOPE:`` prefix names (``qmimic``, ``students``, ``qteacher,qmimic``), or
+    ``None`` when it is not a scope (e.g. a value holding a colon)."""
+    names = set(scope.split(","))
+    return names if names <= known else None
+
+
+def overrides_for(stage: Stage, stages: Sequence[Stage], overrides: Sequence[str]) -> list[str]:
+    """The overrides that reach ``stage``: plain ``key=value`` ones reach every stage;
+    ``STAGE:key=value`` only that stage (``A,B:key=value`` stages A and B), and
+    ``students:key=value`` every student stage."""
+    known = {s.name for s in stages} | {"students"}
+    chosen = []
+    for override in overrides:
+        scope, sep, rest = override.partition(":")
+        names = scope_names(scope, known) if sep else None
+        if names is None:
+            chosen.append(override)
+        elif stage.name in names or ("students" in names and stage.student):
+            chosen.append(rest)
+    return chosen
+
+
+def stage_dir(out: Path, seed: int, stage: str) -> Path:
+    """Where the run of ``stage`` for ``seed`` lives under ``out``."""
+    return out / f"seed{seed}" / stage
+
+
+def run_stage(
+    stage: Stage,
+    seed: int,
+    out: Path,
+    overrides: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Run one stage unless its results exist; returns its results.json content.
+
+    Args:
+        overrides: those that reach this stage (see :func:`overrides_for`).
+        env: extra environment variables for the run (e.g. ``OMP_NUM_THREADS``).
+        quiet: send the run's console output to ``<run>/console.log`` instead of this console
+            (for runs side by side).
+    """
+    folder = stage_dir(out, seed, stage.name)
+    results_path = folder / "results.json"
+    if results_path.is_file():
+        log.info("[seed %d] %s: done before, skipped", seed, stage.name)
+        return json.loads(results_path.read_text())
+    inputs = [
+        f"{key}={stage_dir(out, seed, source) / 'checkpoints' / 'last.ckpt'}"
+        for key, source in stage.needs.items()
+    ]
+    interrupted = folder / "checkpoints" / "last.ckpt"
+    if interrupted.is_file():  # a stage cut short earlier: resume it
+        inputs.append(f"ckpt_path={interrupted}")
+    command = [
+        sys.executable,
+        "-m",
+        "qmimic.train",
+        f"+experiment={stage.experiment}",
+        f"seed={seed}",
+        f"hydra.run.dir={folder}",
+        *inputs,
+        *overrides,
+    ]
+    log.info("[seed %d] %s: %s", seed, stage.name, " ".join(command[2:]))
+    folder.mkdir(parents=True, exist_ok=True)
+    console = folder / "console.log"
+    with open(console, "a") if quiet else contextlib.nullcontext() as sink:
+        returncode = subprocess.run(
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=sink,
+            stderr=subprocess.STDOUT if quiet else None,
+        ).returncode
+    if returncode != 0:
+        where = console if quiet else folder
+        raise SystemExit(
+            f"error: stage {stage.name} (seed {seed}) failed; its log is in {where}. "
+            "Fix the cause and run the same command again to resume."
+        )
+    return json.loads(results_path.read_text())

@@ -1,0 +1,1 @@
+"""The pre-registered study of the method: variants, paired statistics and the study files."""

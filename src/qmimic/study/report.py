@@ -1,0 +1,218 @@
+"""The study's files: ``results.json`` (every value, so anyone can recompute the statistics),
+``results.md`` (the tables) and ``results.png`` (per-seed mAP and the paired differences).
+
+``results.json`` holds a ``tuning`` section (one block per variant) and a ``confirmation`` section
+(one block); a phase rewrites only its own section. Each block: ``seeds``, ``overrides``, per
+metric the values per stage (fractions in [0, 1], one per seed in ``seeds`` order), and the
+paired comparisons of :func:`qmimic.study.statistics.compare`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from qmimic.runs.results import write_json, write_text
+from qmimic.runs.summary import markdown_table
+from qmimic.study.runner import metric_table
+from qmimic.study.statistics import compare
+
+METRIC_KEYS = {"voc07_map": "test/voc07_map", "map": "test/map"}
+TARGETS = (
+    ("qmimic - mimic", "qmimic - mimic > 0 with the 95% interval above zero"),
+    ("mimic - scratch", "mimic - scratch > 0 with the 95% interval above zero"),
+)
+
+
+def phase_block(results: dict[str, list[dict]], seeds: list[int], overrides: list[str]) -> dict:
+    """The results.json block of one variant: values per stage and the comparisons on VOC07
+    mAP (``comparisons``) and COCO mAP (``comparisons_map``)."""
+    block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
+    for name, key in METRIC_KEYS.items():
+        block[name] = metric_table(results, key)
+    before = [r.get("float/test/voc07_map") for r in results.get("qteacher", [])]
+    if before and None not in before:
+        block["qteacher_before_finetuning"] = before
+    block["comparisons"] = compare(block["voc07_map"])
+    block["comparisons_map"] = compare(block["map"])
+    return block
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def used_seeds(results: dict, phase: str) -> set[int]:
+    """The seeds ``phase`` has run in any variant (empty when it has not run)."""
+    section = results.get(phase) or {}
+    blocks = section.get("variants", {}).values() if phase == "tuning" else [section]
+    return {seed for block in blocks for seed in block.get("seeds", [])}
+
+
+def pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+
+
+def seed_table(block: dict) -> str:
+    """Per-seed VOC07 mAP of every stage, with the mean."""
+    metric = block["voc07_map"]
+    header = ["stage", *(f"seed {s}" for s in block["seeds"]), "mean"]
+    rows = [
+        [stage, *(pct(v) for v in values), pct(statistics.mean(values))]
+        for stage, values in metric.items()
+    ]
+    return markdown_table(header, rows)
+
+
+def difference_table(comparisons: dict) -> str:
+    """Paired differences in points: mean, 95% t interval, seeds won."""
+    rows = [
+        [
+            name,
+            pct(d["mean"], signed=True),
+            f"[{pct(d['low'], signed=True)}, {pct(d['high'], signed=True)}]",
+            f"{d['wins']}/{d['n']}",
+            " ".join(pct(v, signed=True) for v in d["values"]),
+        ]
+        for name, d in comparisons["differences"].items()
+    ]
+    header = ["paired difference", "mean", "95% t interval", "seeds won", "per seed"]
+    return markdown_table(header, rows)
+
+
+def gap_lines(comparisons: dict) -> list[str]:
+    return [
+        f"- {student} closes {pct(gap['overall'])}% of the scratch -> teacher gap "
+        f"(per seed: {', '.join(pct(g) for g in gap['per_seed'])})"
+        for student, gap in comparisons["gap_closed"].items()
+    ]
+
+
+def target_lines(block: dict) -> list[str]:
+    """Whether each target of the study is met on this block, with the measured figure."""
+    comparisons = block["comparisons"]
+    lines = []
+    for name, text in TARGETS:
+        d = comparisons["differences"].get(name)
+        if d:
+            met = d["low"] > 0
+            lines.append(
+                f"- {text}: {'met' if met else 'NOT met'} ({pct(d['mean'], signed=True)}, "
+                f"[{pct(d['low'], signed=True)}, {pct(d['high'], signed=True)}])"
+            )
+    gap = comparisons["gap_closed"].get("qmimic", {}).get("overall")
+    if gap is not None:
+        verdict = "met" if gap >= 0.35 else "NOT met"
+        lines.append(f"- qmimic closes >= 35% of the gap: {verdict} ({pct(gap)}%)")
+    control = comparisons["differences"].get("qteacher - ftteacher")
+    if control:
+        met = abs(control["mean"]) <= 0.01
+        lines.append(
+            "- quantized teacher within 1 point of the equally fine-tuned float teacher: "
+            f"{'met' if met else 'NOT met'} ({pct(control['mean'], signed=True)})"
+        )
+    return lines
+
+
+def block_markdown(title: str, block: dict) -> list[str]:
+    lines = [f"### {title}", "", f"Seeds: {', '.join(map(str, block['seeds']))}."]
+    if block["overrides"]:
+        lines.append(f"Overrides: `{' '.join(block['overrides'])}`.")
+    lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]
+    lines += ["Paired differences, VOC07 mAP@0.5:", "", difference_table(block["comparisons"])]
+    lines += gap_lines(block["comparisons"])
+    lines += ["", "Paired differences, COCO mAP:", ""]
+    lines += [difference_table(block["comparisons_map"])]
+    return lines
+
+
+def tuning_summary(variants: dict) -> str:
+    """One row per tuning variant: the students' means and the key paired differences."""
+    rows = []
+    for name, block in variants.items():
+        metric, comp = block["voc07_map"], block["comparisons"]
+        means = [pct(statistics.mean(metric[s])) if s in metric else "-" for s in
+                 ("teacher", "qteacher", "scratch", "mimic", "qmimic")]  # fmt: skip
+        diffs = [comp["differences"].get(k) for k in ("qmimic - mimic", "mimic - scratch")]
+        cells = [
+            f"{pct(d['mean'], signed=True)} [{pct(d['low'], signed=True)}, "
+            f"{pct(d['high'], signed=True)}]"
+            if d
+            else "-"
+            for d in diffs
+        ]
+        gap = comp["gap_closed"].get("qmimic", {}).get("overall")
+        rows.append([f"`{name}`", *means, *cells, pct(gap)])
+    header = ["variant", "teacher", "qteacher", "scratch", "mimic", "qmimic",
+              "qmimic - mimic", "mimic - scratch", "qmimic gap closed %"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def markdown(results: dict, preamble: str) -> str:
+    lines = ["# Quantization Mimic study", "", preamble, ""]
+    confirmation = results.get("confirmation")
+    if confirmation:
+        lines += ["## Confirmation (seeds never used for tuning)", ""]
+        lines += target_lines(confirmation) + [""]
+        lines += block_markdown("Defaults", confirmation) + [""]
+    tuning = (results.get("tuning") or {}).get("variants", {})
+    if tuning:
+        lines += ["## Tuning (settings chosen on these seeds only)", "", tuning_summary(tuning)]
+        for name, block in tuning.items():
+            lines += block_markdown(f"`{name}`", block) + [""]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> Path | None:
+    """Per-seed VOC07 mAP of each stage and the paired differences with their intervals, for
+    the confirmation (or, before it has run, the tuning defaults). ``None`` without
+    matplotlib."""
+    block = results.get("confirmation") or (results.get("tuning") or {}).get("variants", {}).get(
+        "defaults"
+    )
+    if not block:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    stages = list(block["voc07_map"])
+    for position, stage in enumerate(stages):
+        values = [100 * v for v in block["voc07_map"][stage]]
+        left.scatter([position] * len(values), values, s=16, alpha=0.7)
+        left.hlines(statistics.mean(values), position - 0.3, position + 0.3, colors="black")
+    left.set_xticks(range(len(stages)), stages, rotation=30)
+    left.set_ylabel("VOC07 mAP@0.5 (points)")
+    left.set_title(f"per seed (seeds {', '.join(map(str, block['seeds']))}); bar: mean")
+    differences = block["comparisons"]["differences"]
+    names = list(differences)
+    for row, name in enumerate(names):
+        d = differences[name]
+        below, above = 100 * (d["mean"] - d["low"]), 100 * (d["high"] - d["mean"])
+        right.errorbar(
+            100 * d["mean"], row, xerr=[[below], [above]], fmt="o", capsize=4, color="black"
+        )
+    right.axvline(0, color="grey", linestyle="--")
+    right.set_yticks(range(len(names)), names)
+    right.invert_yaxis()
+    right.set_xlabel("paired difference, points (95% t interval)")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_study(folder: Path, results: dict, preamble: str) -> list[Path]:
+    """Write results.json, results.md and (with matplotlib) results.png into ``folder``."""
+    written = [
+        write_json(folder / "results.json", results),
+        write_text(folder / "results.md", markdown(results, preamble)),
+    ]
+    picture = plot(results, folder / "results.png")
+    return written + ([picture] if picture else [])

@@ -1,0 +1,162 @@
+"""The study: paired statistics on hand-computed cases, variants, resuming, pre-registration."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from qmimic.cli.study import main as study_main
+from qmimic.stages import load_stages
+from qmimic.study.report import phase_block, write_study
+from qmimic.study.runner import run_seed, variant_out
+from qmimic.study.statistics import gap_closed, paired_difference
+from qmimic.study.variants import Variant, expand, reused_stages
+
+
+def test_the_paired_t_interval_matches_a_hand_computed_case():
+    # differences 0.1, 0.2, 0.1: mean 0.1333, sd 0.05774, t(0.975, 2) = 4.3027
+    d = paired_difference([0.5, 0.6, 0.7], [0.4, 0.4, 0.6])
+    half = 4.302653 * 0.0577350 / math.sqrt(3)
+    assert d["mean"] == pytest.approx(0.1333333, abs=1e-6)
+    assert d["std"] == pytest.approx(0.0577350, abs=1e-6)
+    assert (d["low"], d["high"]) == pytest.approx((0.1333333 - half, 0.1333333 + half), abs=1e-5)
+    assert (d["wins"], d["n"]) == (3, 3)
+
+
+def test_the_interval_narrows_with_more_seeds_of_the_same_spread():
+    three = paired_difference([1, 2, 3], [0, 2, 2])  # differences 1, 0, 1
+    six = paired_difference([1, 2, 3] * 2, [0, 2, 2] * 2)
+    assert three["mean"] == pytest.approx(six["mean"])
+    assert six["high"] - six["low"] < (three["high"] - three["low"]) / 2
+    assert six["wins"] == 4
+
+
+def test_paired_values_must_match_seed_for_seed():
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="at least two"):
+        paired_difference([0.1], [0.2])
+
+
+def test_the_gap_closed_is_a_ratio_of_means():
+    gap = gap_closed(student=[0.3, 0.5], scratch=[0.2, 0.2], teacher=[0.4, 0.6])
+    # means: student 0.4, scratch 0.2, teacher 0.5 -> 0.2 / 0.3
+    assert gap["overall"] == pytest.approx(2 / 3)
+    assert gap["per_seed"] == pytest.approx([0.5, 0.75])
+    assert gap_closed([0.3], [0.4], [0.4])["overall"] is None  # no gap to close
+
+
+def test_a_sweep_expands_like_hydra_multirun_and_keeps_its_scope():
+    stages = load_stages("shapes")
+    variants = expand(
+        ["qteacher,qmimic:quant.quantizer.calibration_levels=4,8", "mimic_weight_free=range(1,3)"],
+        stages,
+    )
+    assert [v.overrides for v in variants] == [
+        ("qteacher,qmimic:quant.quantizer.calibration_levels=4", "mimic_weight_free=1"),
+        ("qteacher,qmimic:quant.quantizer.calibration_levels=4", "mimic_weight_free=2"),
+        ("qteacher,qmimic:quant.quantizer.calibration_levels=8", "mimic_weight_free=1"),
+        ("qteacher,qmimic:quant.quantizer.calibration_levels=8", "mimic_weight_free=2"),
+    ]
+    assert "/" not in variants[0].folder and ":" not in variants[0].folder
+
+
+def test_a_variant_reuses_what_its_overrides_do_not_reach():
+    stages = load_stages("shapes")
+    students_only = Variant(("qmimic:module.mimic_weight=2",))
+    assert reused_stages(students_only, stages) == {
+        "teacher", "qteacher", "ftteacher", "scratch", "quant", "mimic",
+    }  # fmt: skip
+    # a new quantized teacher means a new qmimic student, even though no override reaches it
+    teacher_side = Variant(("qteacher:quant.quantizer.calibration_levels=4",))
+    reused = reused_stages(teacher_side, stages)
+    assert "qteacher" not in reused and "qmimic" not in reused
+    assert {"teacher", "ftteacher", "scratch", "mimic"} <= reused
+
+
+def fake_runner(calls: list):
+    """Writes a results.json like a finished run, unless one exists (as run_stage skips)."""
+
+    def run(stage, seed, out, overrides, env=None, quiet=False):
+        results = out / f"seed{seed}" / stage.name / "results.json"
+        if results.is_file():
+            return json.loads(results.read_text())
+        calls.append((out.name, seed, stage.name, tuple(overrides)))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        value = 0.1 * stage.order + 0.01 * seed
+        results.write_text(json.dumps({"test/voc07_map": value, "test/map": value / 2}))
+        return json.loads(results.read_text())
+
+    return run
+
+
+def test_the_study_resumes_without_retraining_and_links_reused_runs(tmp_path: Path):
+    stages = load_stages("shapes")
+    variant = Variant(("qmimic:module.mimic_weight=2",))
+    calls: list = []
+    for _ in range(2):  # the second pass finds everything done
+        run_seed(
+            0, [variant], stages, tmp_path, "tuning", ["students:trainer.max_epochs=3"],
+            runner=fake_runner(calls),
+        )  # fmt: skip
+    assert [c[2] for c in calls] == [s.name for s in stages] + ["qmimic"]
+    assert calls[-1] == (
+        variant.folder,
+        0,
+        "qmimic",
+        ("trainer.max_epochs=3", "module.mimic_weight=2"),
+    )
+    linked = variant_out(tmp_path, "tuning", variant) / "seed0" / "teacher"
+    assert linked.is_symlink()
+    assert linked.resolve() == (tmp_path / "tuning" / "defaults" / "seed0" / "teacher").resolve()
+
+
+def synthetic_results(seeds: list[int]) -> dict[str, list[dict]]:
+    offsets = {"teacher": 0.40, "qteacher": 0.42, "ftteacher": 0.415, "scratch": 0.20,
+               "quant": 0.21, "mimic": 0.25, "qmimic": 0.30}  # fmt: skip
+    return {
+        stage: [
+            {"test/voc07_map": base + 0.01 * (i % 2), "test/map": base / 2}
+            for i, _ in enumerate(seeds)
+        ]
+        for stage, base in offsets.items()
+    }
+
+
+def test_the_study_files_hold_every_value_and_the_verdicts(tmp_path: Path):
+    seeds = [10, 11, 12, 13, 14]
+    block = phase_block(synthetic_results(seeds), seeds, ["students:trainer.max_epochs=3"])
+    written = write_study(tmp_path, {"confirmation": block}, "preamble")
+    saved = json.loads((tmp_path / "results.json").read_text())["confirmation"]
+    assert saved["seeds"] == seeds
+    assert set(saved["voc07_map"]) >= {"teacher", "qteacher", "scratch", "quant", "mimic", "qmimic"}
+    assert all(len(v) == 5 and all(0 <= x <= 1 for x in v) for v in saved["voc07_map"].values())
+    d = saved["comparisons"]["differences"]["qmimic - mimic"]
+    assert d["mean"] == pytest.approx(0.05) and d["wins"] == 5
+    gap = saved["comparisons"]["gap_closed"]["qmimic"]["overall"]
+    assert gap == pytest.approx(0.5)
+    text = (tmp_path / "results.md").read_text()
+    assert "qmimic - mimic > 0 with the 95% interval above zero: met (+5.0" in text
+    assert "qmimic closes >= 35% of the gap: met (50.0%)" in text
+    assert "within 1 point of the equally fine-tuned float teacher: met (+0.5)" in text
+    assert tmp_path / "results.md" in written
+
+
+def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):
+    seeds = [0, 1, 2]
+    block = phase_block(synthetic_results(seeds), seeds, [])
+    write_study(tmp_path, {"tuning": {"variants": {"defaults": block}}}, "")
+    before = (tmp_path / "results.json").read_bytes()
+    argv = ["--phase", "confirmation", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        study_main([*argv, "--seeds", "2", "10"])
+    assert exit_info.value.code == 2
+    assert "seeds [2] were used in the tuning phase" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study_main([*argv, "--seeds", "10", "11", "--sweep", "qmimic:module.mimic_weight=2,4"])
+    assert "runs the committed defaults only" in capsys.readouterr().err
+    assert (tmp_path / "results.json").read_bytes() == before
+    assert not (tmp_path / "runs").exists()
