@@ -36,7 +36,8 @@ class Variant:
 
     @property
     def folder(self) -> str:
-        """A folder name for the variant's runs (only letters, digits and ``._+-``: Hydra reads it in an override)."""
+        """A folder name for the variant's runs: letters, digits and ``._+-`` only, as it goes
+        into a ``hydra.run.dir=`` override."""
         return re.sub(r"[^A-Za-z0-9._+-]+", "_", self.name)
 
 
