@@ -4,7 +4,8 @@ run them. Nothing in the library imports this package."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import TypeVar
 
@@ -14,8 +15,27 @@ from omegaconf import DictConfig
 from qmimic.conf import CONFIG_PATH
 from qmimic.errors import exit_on_user_error
 from qmimic.runs.log import route_library_logs
+from qmimic.runs.results import check_output_folder
 
 R = TypeVar("R")
+
+# Overrides that choose where a run writes; the default is ``paths.log_dir``'s ``outputs``.
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")
+DEFAULT_LOG_DIR = "outputs"
+
+
+def check_output_overrides(argv: Sequence[str]) -> None:
+    """Refuse an output folder that cannot be made (a file in its way, no write permission)
+    before Hydra creates the run directory, which would fail with a traceback."""
+    chosen = {}
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key in OUTPUT_KEYS and "${" not in value:
+            chosen[key] = value
+    if not {"hydra.run.dir", "paths.log_dir"} & set(chosen):
+        chosen["paths.log_dir"] = DEFAULT_LOG_DIR
+    for key, value in chosen.items():
+        check_output_folder(value, key)
 
 
 def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], R]], Callable[[], R]]:
@@ -31,6 +51,12 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], R]], Cal
             route_library_logs()
             return run(cfg)
 
-        return main
+        @exit_on_user_error
+        @wraps(run)
+        def command() -> R:
+            check_output_overrides(sys.argv[1:])
+            return main()
+
+        return command
 
     return decorate

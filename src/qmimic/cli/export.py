@@ -36,6 +36,7 @@ from qmimic.models.detector import TwoStageDetector
 from qmimic.models.report import default_input_size
 from qmimic.runs.checkpoints import load_run
 from qmimic.runs.log import get_logger
+from qmimic.runs.results import check_output_folder
 
 log = get_logger("qmimic.export")
 
@@ -48,6 +49,7 @@ def output_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
     path = path or Path(cfg.paths.output_dir) / "model.onnx"
     if path.suffix != ".onnx":
         raise UserError(f"output={path} must name an .onnx file, e.g. output=model.onnx")
+    check_output_folder(path.parent, "output's folder")
     int8 = path.with_suffix(".int8.onnx") if cfg.quantize == "int8" else None
     for target in (path, int8):
         if target is not None and target.exists():
@@ -69,7 +71,13 @@ def _check_options(cfg: DictConfig) -> None:
 
 def _temporary(final: Path, stack: ExitStack) -> Path:
     """An empty file beside ``final``, removed when ``stack`` closes unless renamed."""
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write in {final.parent} ({exc.strerror}); pass an output=FILE.onnx in a "
+            "folder you can write to"
+        ) from None
     os.close(handle)
     stack.callback(Path(name).unlink, missing_ok=True)
     return Path(name)

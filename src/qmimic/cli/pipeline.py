@@ -20,10 +20,11 @@ from pathlib import Path
 from qmimic.conf import options
 from qmimic.errors import exit_on_user_error
 from qmimic.runs.log import get_logger
-from qmimic.runs.results import write_text
+from qmimic.runs.results import check_output_folder, write_text
 from qmimic.runs.stage_runs import overrides_for, run_stage
 from qmimic.runs.summary import ordering_verdict, write_summary
 from qmimic.stages import load_stages
+from qmimic.study.report import evidence_line
 
 log = get_logger("qmimic.pipeline")
 
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
     parser.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        help="a study's results.json whose confirmed effects are quoted under the verdict",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         help="Hydra overrides: key=value for every stage, STAGE:key=value for one stage, "
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     args = parser.parse_args([a for a in argv if a not in overrides])
     args.overrides = overrides
+    check_output_folder(args.out, "--out")
     every = load_stages(args.data)
     stages = [s for s in every if (s.name in args.stages if args.stages else not s.control)]
     results: dict[str, list[dict]] = {s.name: [] for s in stages}
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
             results[stage.name].append(run_stage(stage, seed, args.out, reaching))
     table = write_summary(args.out, results)
     verdict = ordering_verdict(results)
+    if verdict and args.evidence:
+        verdict = "\n".join(line for line in (verdict, evidence_line(args.evidence)) if line)
     if verdict:
         write_text(args.out / "summary.md", f"{table}\n{verdict}\n")
     log.info("\n%s\n%s\nwritten to %s and summary.json", table, verdict, args.out / "summary.md")

@@ -27,7 +27,7 @@ from qmimic.drawing import detection_records, draw
 from qmimic.errors import UserError
 from qmimic.predictors import Predictor, above_threshold, load_predictor
 from qmimic.runs.log import get_logger
-from qmimic.runs.results import write_json
+from qmimic.runs.results import check_output_folder, write_json
 
 log = get_logger("qmimic.predict")
 
@@ -83,8 +83,7 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     images = find_images(str(cfg.input))
     output_dir = Path(cfg.output).expanduser() if cfg.get("output") else None
     output_dir = output_dir or Path(cfg.paths.output_dir)
-    if output_dir.is_file():
-        raise UserError(f"output={output_dir} is a file; pass a folder")
+    check_output_folder(output_dir, "output")
     names = output_names(images)
     targets = drawing_paths(names, output_dir)
     _check_options(cfg, images, targets)

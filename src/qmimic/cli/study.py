@@ -23,6 +23,7 @@ from pathlib import Path
 from qmimic.conf import options
 from qmimic.errors import UserError, exit_on_user_error
 from qmimic.runs.log import get_logger
+from qmimic.runs.results import check_output_folder
 from qmimic.stages import load_stages
 from qmimic.study.report import load_results, phase_block, used_seeds, write_study
 from qmimic.study.runner import collect, run_all, run_seed, variant_out
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     if len(set(args.seeds)) < 2:
         raise UserError("the study needs at least two seeds for paired intervals")
+    check_output_folder(args.runs, "--runs")
+    check_output_folder(args.out, "--out")
     stages = load_stages(args.data)
     variants = [Variant(), *expand(args.sweep, stages)]
     results = load_results(args.out / "results.json")

@@ -14,6 +14,7 @@ from qmimic.data.grouping import GroupedBatchSampler, aspect_groups
 from qmimic.data.report import DataReport
 from qmimic.data.sharding import ContiguousShardSampler, distributed_world
 from qmimic.data.transforms import RandomHorizontalFlip
+from qmimic.errors import UserError
 
 Batch = tuple[list[Tensor], list[dict]]
 
@@ -88,6 +89,15 @@ class DetectionDataModule(L.LightningDataModule):
         on_bad_sample: str = "raise",
     ):
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(
+                    f"data.{name} must be a whole number of images, at least 1; got {value!r}"
+                )
+        if num_workers < 0:
+            raise UserError(
+                f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}"
+            )
         self.source = source
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

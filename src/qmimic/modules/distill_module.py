@@ -81,9 +81,16 @@ class DistillModule(DetectorModule):
         non_finite_steps: int = 0,
     ):
         if regions not in REGION_SOURCES:
-            raise ValueError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
+            raise UserError(f"module.regions must be one of {REGION_SOURCES}, got {regions!r}")
         if region_read not in REGION_READS:
-            raise ValueError(f"region_read must be one of {REGION_READS}, got {region_read!r}")
+            raise UserError(
+                f"module.region_read must be one of {REGION_READS}, got {region_read!r}"
+            )
+        if not mimic_weight >= 0:  # also refuses NaN
+            raise UserError(
+                f"module.mimic_weight must be 0 or more, got {mimic_weight}; the paper uses 1 "
+                "(0 trains the student alone)"
+            )
         super().__init__(net, optimizer, scheduler, eval_protocol, metric_backend, non_finite_steps)
         teacher = freeze(load_run(teacher_ckpt).detector)
         if teacher.stride != net.stride:

@@ -43,7 +43,7 @@ REBUILD_TARGETS = frozenset({
 
 def _refusal(path: Path, exc: pickle.UnpicklingError) -> UserError:
     reason = next(
-        (line.strip() for line in str(exc).splitlines() if "Unsupported global" in line),
+        (line.strip() for line in str(exc).splitlines() if "unsupported global" in line.lower()),
         "it holds Python objects other than tensors and plain values",
     )
     return UserError(
@@ -51,6 +51,17 @@ def _refusal(path: Path, exc: pickle.UnpicklingError) -> UserError:
         "qmimic reads only plain-data checkpoints (tensors, numbers, strings, lists, dicts), as "
         "qmimic.train writes them; use a checkpoint from a qmimic run, and do not load this "
         "file elsewhere unless you trust where it came from."
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> UserError:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    # torch's unpickler wraps the cause ("Unsupported operand 110") in advice that does not apply
+    reason = next((line for line in lines if line.startswith("Unsupported")), lines[0][:160])
+    return UserError(
+        f"cannot read checkpoint {path}: it is truncated or not a checkpoint ({reason}). "
+        "Use a .ckpt written by qmimic.train; a run cut short keeps its last complete one in "
+        "checkpoints/last.ckpt."
     )
 
 
@@ -70,9 +81,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise _refusal(path, exc) from None
+        if "unsupported global" in str(exc).lower():  # a pickle of objects beyond plain data
+            raise _refusal(path, exc) from None
+        raise _unreadable(path, exc) from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+        raise _unreadable(path, exc) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a Lightning checkpoint (no 'state_dict' in it)")
     return checkpoint

@@ -14,12 +14,42 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qmimic.errors import UserError
+
+
+def check_output_folder(path: str | Path, setting: str) -> None:
+    """Refuse, before anything is written, an output folder that cannot be made: ``path`` or
+    one of its parents is a file, or the nearest existing parent is not writable.
+
+    Raises:
+        UserError: naming ``setting`` (the option that chose the folder) and the fix.
+    """
+    path = Path(path).expanduser().absolute()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(
+                    f"{setting}={path}: {folder} is a file, not a folder; choose another "
+                    f"{setting} (or move the file away)"
+                )
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UserError(
+                    f"{setting}={path}: cannot write in {folder}; choose a {setting} you can "
+                    "write to"
+                )
+            return
+
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file beside it and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path} ({exc.strerror}); choose an output folder you can write to"
+        ) from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
