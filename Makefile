@@ -25,7 +25,7 @@ DEMO_STAGES := teacher qteacher scratch mimic qmimic
 
 .PHONY: demo
 demo: setup ## the whole method on the built-in shapes data: teacher, quantized teacher, 1/16 students; prints the table
-	$(BIN)/python -m qmimic.pipeline --out outputs/demo --stages $(DEMO_STAGES) $(ARGS)
+	$(BIN)/python -m qmimic.pipeline --out outputs/demo --stages $(DEMO_STAGES) --evidence study/results.json $(ARGS)
 
 .PHONY: test
 test: setup ## run the default test suite (unit, config and smoke tests; < 10 min on 2 cores)

@@ -10,7 +10,7 @@ import pytest
 
 from qmimic.cli.study import main as study_main
 from qmimic.stages import load_stages
-from qmimic.study.report import phase_block, write_study
+from qmimic.study.report import evidence_line, phase_block, write_study
 from qmimic.study.runner import run_seed, variant_out
 from qmimic.study.statistics import gap_closed, paired_difference
 from qmimic.study.variants import Variant, expand, reused_stages
@@ -143,6 +143,10 @@ def test_the_study_files_hold_every_value_and_the_verdicts(tmp_path: Path):
     assert "qmimic closes >= 35% of the gap: met (50.0%)" in text
     assert "within 1 point of the equally fine-tuned float teacher: met (+0.5)" in text
     assert tmp_path / "results.md" in written
+    line = evidence_line(tmp_path / "results.json")
+    assert "confirmation seeds 10, 11, 12, 13, 14, not this run" in line
+    assert "qmimic - mimic +5.0 points, 95% CI [" in line and "won 5/5" in line
+    assert evidence_line(tmp_path / "missing.json") == ""
 
 
 def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):

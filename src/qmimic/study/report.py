@@ -216,3 +216,21 @@ def write_study(folder: Path, results: dict, preamble: str) -> list[Path]:
     ]
     picture = plot(results, folder / "results.png")
     return written + ([picture] if picture else [])
+
+
+def evidence_line(path: Path) -> str:
+    """One line quoting a committed study's confirmed paired effects, for the demo's verdict
+    ("" when ``path`` holds no confirmation)."""
+    block = load_results(path).get("confirmation")
+    if not block:
+        return ""
+    differences = block["comparisons"]["differences"]
+    parts = [
+        f"{name} {pct(d['mean'], signed=True)} points, 95% CI "
+        f"[{pct(d['low'], signed=True)}, {pct(d['high'], signed=True)}], won {d['wins']}/{d['n']}"
+        for name in ("qmimic - mimic", "mimic - scratch")
+        if (d := differences.get(name))
+    ]
+    seeds = ", ".join(map(str, block["seeds"]))
+    heading = f"Committed study ({path}, confirmation seeds {seeds}, not this run)"
+    return f"{heading}: " + "; ".join(parts)
