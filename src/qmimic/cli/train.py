@@ -28,7 +28,7 @@ from qmimic.errors import UserError
 from qmimic.models import TwoStageDetector, model_report
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
-from qmimic.runs.callbacks import ConfigInCheckpoint
+from qmimic.runs.callbacks import ConfigInCheckpoint, RandomStateInCheckpoint
 from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
 from qmimic.runs.log import format_metrics, get_logger
 from qmimic.runs.results import write_json, write_text
@@ -130,9 +130,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for logger in loggers:  # the whole config, so dashboards can compare runs by any key
         logger.log_hyperparams(resolved)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[*callbacks, ConfigInCheckpoint(resolved)], logger=loggers or False
-    )
+    callbacks += [ConfigInCheckpoint(resolved), RandomStateInCheckpoint()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _check_distributed(trainer, datamodule)
     if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))

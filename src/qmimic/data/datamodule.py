@@ -70,6 +70,8 @@ class DetectionDataModule(L.LightningDataModule):
         hflip: probability of a horizontal flip of each training image.
         seed: seeds the training order (shuffle or grouped batches); flips draw from the global
             generator, which ``seed_everything`` seeds (and DataLoader workers derive from it).
+            The shuffle generator's state goes into checkpoints (:meth:`state_dict`), so a run
+            resumed from an epoch end sees the batches an uninterrupted run would.
         aspect_ratio_grouping: training batches hold only landscape or only portrait images.
         on_bad_sample: ``raise`` (stop at an unreadable image or malformed annotation, naming
             the file) or ``skip`` (use the next good sample and report how many were skipped).
@@ -110,6 +112,8 @@ class DetectionDataModule(L.LightningDataModule):
         self.on_bad_sample = check_policy(on_bad_sample)
         self.splits: dict[str, Dataset] = {}
         self.report = DataReport()
+        self._train_order: torch.Generator | None = None  # the shuffle's, once a loader exists
+        self._resumed_order: Tensor | None = None  # its state from a checkpoint
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -162,9 +166,25 @@ class DetectionDataModule(L.LightningDataModule):
             sampler = GroupedBatchSampler(groups, self.batch_size, seed=self.seed)
             return DataLoader(dataset, batch_sampler=sampler, **common)
         generator = torch.Generator().manual_seed(self.seed)
+        if self._resumed_order is not None:
+            generator.set_state(self._resumed_order)
+        self._train_order = generator
         return DataLoader(
             dataset, batch_size=self.batch_size, shuffle=True, generator=generator, **common
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffle generator's state (a uint8 tensor), saved in checkpoints by Lightning.
+
+        Lightning saves at an epoch's end, after that epoch's order was drawn, so the state is
+        the one the next epoch starts from. Grouped batches need nothing: they are reseeded by
+        epoch (:class:`~qmimic.data.grouping.EpochShuffle`).
+        """
+        return {} if self._train_order is None else {"train_order": self._train_order.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; applied when the training loader is made."""
+        self._resumed_order = state_dict.get("train_order")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -133,9 +133,10 @@ class DetectorModule(L.LightningModule):
             for callback in self.trainer.checkpoint_callbacks:
                 callback.save_on_exception = False
         kept = (
-            "checkpoints/last.ckpt gets the weights after the last finite step"
+            "checkpoints/interrupted.ckpt gets the weights after the last finite step"
             if weights_ok
-            else "the weights are no longer finite, so checkpoints/last.ckpt stays as last written"
+            else "the weights are no longer finite, so no checkpoint is written (last.ckpt "
+            "stays at the last epoch end)"
         )
         raise NonFiniteLossError(
             f"the training loss became non-finite at step {step} (epoch "
