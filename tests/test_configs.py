@@ -12,6 +12,8 @@ from qmimic.conf import experiments, missing_keys
 from qmimic.quant import feature_quantizers
 
 EXPERIMENTS = list(experiments())
+# data=coco leaves the user's files unset and takes the class count from them.
+USER_FILES = ["data.images", "data.train_annotations", "data.test_annotations"]
 
 
 def test_there_are_experiments():
@@ -21,7 +23,12 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_builds(experiment: str, tmp_path: Path):
-    cfg = compose_train_config([f"+experiment={experiment}", "model.pretrained=false"], tmp_path)
+    overrides = [f"+experiment={experiment}", "model.pretrained=false"]
+    if experiment.endswith("_coco"):
+        bare = compose_train_config(overrides, tmp_path)
+        assert set(USER_FILES) <= set(missing_keys(bare)) and bare.data.num_classes is None
+        overrides += [f"{key}=files/{key}" for key in USER_FILES] + ["data.num_classes=4"]
+    cfg = compose_train_config(overrides, tmp_path)
     assert cfg.task_name == experiment
     assert cfg.model.num_classes == cfg.data.num_classes
     stage_inputs = set(missing_keys(cfg))

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from data.trees import TINY_WIDER_TRAIN, bbx_text, tiny_voc, tiny_wider
+from data.trees import TINY_WIDER_TRAIN, bbx_text, tiny_coco, tiny_voc, tiny_wider
 
 # Small inputs and budgets, the 1/16 student: each run takes seconds on CPU.
 FAST = [
@@ -118,3 +119,48 @@ def test_corrupt_voc_image_names_the_file(tmp_path: Path):
     image.write_bytes(b"broken")
     result = run_train(tmp_path, "data=voc", f"data.root={root}", "data.num_workers=1")
     assert_one_message(result, f"cannot read image {image}")
+
+
+def coco_overrides(paths: dict[str, Path]) -> list[str]:
+    """``data=coco`` on a tiny export, val left to default to the test file."""
+    return [
+        "data=coco",
+        f"data.images={paths['images']}",
+        f"data.train_annotations={paths['train']}",
+        f"data.test_annotations={paths['test']}",
+        "data.batch_size=2",
+        "data.aspect_ratio_grouping=false",
+    ]
+
+
+def test_coco_export_trains_and_evaluates(tmp_path: Path):
+    data = coco_overrides(tiny_coco(tmp_path / "coco"))
+    one_epoch = ["trainer.fast_dev_run=false", "trainer.max_epochs=1"]
+    (tmp_path / "train").mkdir()
+    result = run_train(tmp_path / "train", *data, *one_epoch)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = results(tmp_path / "train")
+    assert 0.0 <= found["test/voc07_map"] <= 1.0 and 0.0 <= found["test/map"] <= 1.0
+    (checkpoint,) = (tmp_path / "train").rglob("last.ckpt")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert saved["qmimic_class_names"] == ["dog", "cat", "bird"]  # the file's category order
+    assert saved["qmimic_config"]["model"]["num_classes"] == 4  # from the file
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "qmimic.evaluate", f"ckpt={checkpoint}",
+         f"hydra.run.dir={tmp_path / 'eval'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert again["test/voc07_map"] == pytest.approx(found["test/voc07_map"], abs=1e-6)
+
+
+def test_coco_num_classes_that_contradicts_the_file_is_one_message(tmp_path: Path):
+    data = coco_overrides(tiny_coco(tmp_path / "coco"))
+    result = run_train(tmp_path, *data, "data.num_classes=5")
+    assert_one_message(result, "data.num_classes=5 but the dataset has 4 classes")
+
+
+def test_coco_without_files_names_the_keys(tmp_path: Path):
+    result = run_train(tmp_path, "data=coco")
+    assert_one_message(result, "data.images=... data.train_annotations=...")

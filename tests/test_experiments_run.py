@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data.trees import tiny_voc, tiny_wider
+from data.trees import tiny_coco, tiny_voc, tiny_wider
 from helpers import TINY_SPEC, compose_train_config, save_untrained_checkpoint
 from qmimic.cli.train import train
 from qmimic.conf import experiments, missing_keys
@@ -40,6 +40,7 @@ SMALL = [
 def data_overrides(tmp_path_factory: pytest.TempPathFactory, shapes_cache: Path) -> dict:
     """``data.*`` overrides pointing each dataset at a tiny tree."""
     root = tmp_path_factory.mktemp("datasets")
+    coco = tiny_coco(root / "coco")
     return {
         "shapes": [
             f"data.root={shapes_cache}",
@@ -52,6 +53,13 @@ def data_overrides(tmp_path_factory: pytest.TempPathFactory, shapes_cache: Path)
         + ["data.image_size=96"],
         "voc": [f"data.root={tiny_voc(root / 'voc')}", "data.batch_size=2"],
         "widerface": [f"data.root={tiny_wider(root / 'wider')}", "data.batch_size=3"],
+        "coco": [
+            f"data.images={coco['images']}",
+            f"data.train_annotations={coco['train']}",
+            f"data.test_annotations={coco['test']}",
+            "data.num_classes=4",  # untrained stage inputs are built before any data is read
+            "data.batch_size=2",
+        ],
     }
 
 

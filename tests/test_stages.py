@@ -59,5 +59,5 @@ def test_the_recipe_sets_what_each_stage_trains_on_its_data():
 
 
 def test_an_unknown_recipe_names_the_known_ones():
-    with pytest.raises(UserError, match="no recipe 'coco'; choose one of faces, shapes"):
-        load_stages("coco")
+    with pytest.raises(UserError, match="no recipe 'nope'; choose one of coco, faces, shapes"):
+        load_stages("nope")

@@ -162,3 +162,61 @@ TINY_WIDER_SETTINGS = {
 
 def tiny_wider(root: Path) -> Path:
     return write_wider(root, TINY_WIDER_TRAIN, TINY_WIDER_VAL, TINY_WIDER_SETTINGS)
+
+
+# Category ids that are neither contiguous nor start at 1, listed out of numeric order: labels
+# follow the listed order (dog -> 1, cat -> 2, bird -> 3).
+COCO_CATEGORIES = [{"id": 17, "name": "dog"}, {"id": 3, "name": "cat"}, {"id": 90, "name": "bird"}]
+
+
+def coco_images(root: Path, names: list[str], size: tuple[int, int] = (64, 48)) -> None:
+    """Random RGB JPEGs at ``root/<name>`` (names may hold subfolders)."""
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / name)
+
+
+def tiny_coco(root: Path) -> dict[str, Path]:
+    """A COCO export with what real ones contain: sparse category ids, a crowd region, an image
+    without annotations, a box of zero width, a box reaching past the image, subfolders in
+    ``file_name``, and no ``info``/``licenses``/``area``/``segmentation`` (and no annotation
+    ``id``) in the train file. Returns ``{"images": folder, "train": json, "test": json}``."""
+    import json
+
+    images = root / "images"
+    train_names = ["a/one.jpg", "a/two.jpg", "b/three.jpg", "four.jpg"]
+    test_names = ["test/five.jpg", "test/six.jpg"]
+    coco_images(images, train_names + test_names)
+    train = {
+        "images": [{"id": 10 + i, "file_name": n} for i, n in enumerate(train_names)],
+        "annotations": [
+            {"image_id": 10, "category_id": 17, "bbox": [5, 6, 30, 30]},
+            {"image_id": 10, "category_id": 3, "bbox": [40, 2, 20, 40], "iscrowd": 1},
+            {"image_id": 11, "category_id": 90, "bbox": [10, 8, 0, 20]},  # zero width
+            {"image_id": 11, "category_id": 3, "bbox": [50, 30, 30, 30]},  # past the image
+            {"image_id": 12, "category_id": 17, "bbox": [2, 2, 40, 40]},
+            # four.jpg (id 13) has no annotations
+        ],
+        "categories": COCO_CATEGORIES,
+    }
+    test = {
+        "info": {"description": "tiny"},
+        "licenses": [],
+        "images": [
+            {"id": 1, "file_name": n, "width": 64, "height": 48} for n in test_names[:1]
+        ] + [{"id": 2, "file_name": test_names[1], "width": 64, "height": 48}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 17, "bbox": [5, 5, 30, 30], "area": 900.0,
+             "iscrowd": 0, "segmentation": [[5, 5, 35, 5, 35, 35]]},
+            {"id": 2, "image_id": 2, "category_id": 90, "bbox": [20, 10, 25, 25], "area": 625.0,
+             "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 64, 48], "iscrowd": 1},
+        ],
+        "categories": COCO_CATEGORIES,
+    }  # fmt: skip
+    paths = {"images": images, "train": root / "train.json", "test": root / "test.json"}
+    paths["train"].write_text(json.dumps(train))
+    paths["test"].write_text(json.dumps(test))
+    return paths

@@ -109,15 +109,18 @@ def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) ->
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test the configured model; returns what it writes to ``results.json``."""
     started = time.perf_counter()
-    check_complete(cfg, "e.g. the path of the previous stage's checkpoint")
+    check_complete(cfg, "e.g. the previous stage's checkpoint, or your dataset's files")
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data.datamodule)
     datamodule.prepare_data()  # fail on a missing dataset before anything is written
-    if datamodule.num_classes != cfg.data.num_classes:
+    if cfg.data.get("num_classes") is None:  # data=coco: the files' categories decide
+        cfg.data.num_classes = datamodule.num_classes
+    elif datamodule.num_classes != cfg.data.num_classes:
         raise UserError(
             f"data.num_classes={cfg.data.num_classes} but the dataset has "
-            f"{datamodule.num_classes} classes including background; fix the config"
+            f"{datamodule.num_classes} classes including background; fix the config (or, "
+            "for COCO files, leave data.num_classes=null to take it from their categories)"
         )
     net, plan = build_net(cfg)
     module = instantiate(cfg.module, net=net)

@@ -1,10 +1,12 @@
 """Detection data: the DataModule, and its sources grouped by format (:mod:`~qmimic.data.voc`,
-:mod:`~qmimic.data.widerface`) and by generated sets (:mod:`~qmimic.data.generated`).
+:mod:`~qmimic.data.widerface`, :mod:`~qmimic.data.coco`) and by generated sets
+(:mod:`~qmimic.data.generated`).
 
 The configs name sources by these package-level names (``qmimic.data.ShapesSource``), which
 stay put when modules move.
 """
 
+from qmimic.data.coco import CocoDataset, CocoSource
 from qmimic.data.datamodule import DetectionDataModule, collate_detection
 from qmimic.data.generated import (
     SHAPES_CLASSES,
@@ -30,6 +32,8 @@ __all__ = [
     "VOC_CLASSES",
     "WIDER_CLASSES",
     "BadSampleError",
+    "CocoDataset",
+    "CocoSource",
     "DataReport",
     "DataWarning",
     "DetectionDataModule",

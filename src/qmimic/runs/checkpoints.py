@@ -38,6 +38,7 @@ REBUILD_TARGETS = frozenset({
     "qmimic.data.WiderFaceSource",
     "qmimic.data.ShapesSource",
     "qmimic.data.FacesSource",
+    "qmimic.data.CocoSource",
 })  # fmt: skip
 
 
