@@ -155,6 +155,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if plan is not None and cfg.get("init_ckpt") and resume_from is None and cfg.get("test", True):
         before = _float_baseline(trainer, module, datamodule)  # stage 2: mAP before quantization
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    validated = {  # the last validation's scalars, for sweepers (optimized_metric)
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+    }
     metrics = {}
     if cfg.get("test", True):
         metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -170,6 +173,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "steps": trainer.global_step,
         "output_dir": str(output_dir),
         **before,
+        **validated,
         **{k: float(v) for k, v in metrics.items()},
     }
     if trainer.is_global_zero:  # metrics are gathered over all ranks: the same on each
@@ -180,8 +184,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra_command("train")
 def main(cfg: DictConfig) -> float | None:
+    """Train; return ``optimized_metric`` (a metric of the last validation) to a sweeper."""
     results = train(cfg)
-    return results.get("test/map_50")
+    metric = cfg.get("optimized_metric")
+    if metric and metric not in results:
+        known = ", ".join(k for k in results if k.startswith("val/"))
+        raise UserError(f"optimized_metric={metric} was not logged; choose one of: {known}")
+    return results.get(metric) if metric else None
 
 
 if __name__ == "__main__":
