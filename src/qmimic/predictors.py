@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from qmimic.errors import UserError
+from qmimic.models.fusion import fold_batchnorm
 from qmimic.runs.checkpoints import load_run
 
 
@@ -23,11 +24,12 @@ class Predictor(Protocol):
 
 class CheckpointPredictor:
     """The detector of a qmimic checkpoint (see :func:`~qmimic.runs.checkpoints.load_run`), run
-    with PyTorch on the CPU; ``class_names`` as the run names them."""
+    with PyTorch on the CPU, BatchNorm folded into the convolutions; ``class_names`` as the run
+    names them."""
 
     def __init__(self, path: str | Path):
         run = load_run(path)
-        self.detector = run.detector.eval()
+        self.detector = fold_batchnorm(run.detector.eval())
         self.class_names = run.class_names
 
     @torch.inference_mode()

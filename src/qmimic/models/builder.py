@@ -9,11 +9,11 @@ from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from qmimic.errors import UserError
 from qmimic.models.detector import TwoStageDetector
 from qmimic.models.fast_rcnn_head import FastRCNNHead, SingleMapRoIAlign
+from qmimic.models.input_transform import InputTransform
 from qmimic.models.pretrained import imagenet_state_dict, load_imagenet_weights
 from qmimic.models.resnet import ResNet18RFCNBody, ResNet18RoIHead, ResNet18Trunk
 from qmimic.models.rfcn_head import PositionSensitivePredictor, RFCNHead, position_sensitive_pool
@@ -154,7 +154,7 @@ def build_detector(
         post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
         nms_thresh=rpn_nms_thresh,
     )
-    transform = GeneralizedRCNNTransform(
+    transform = InputTransform(
         min_size=(min_size,) if isinstance(min_size, int) else tuple(min_size),
         max_size=max_size,
         image_mean=list(image_mean),

@@ -14,6 +14,9 @@ the visiting order is the index order, so NMS over the first ``m`` boxes keeps e
 that NMS over all of them keeps among those ``m``, in the same order. Hence, as soon as a prefix
 keeps at least ``top_n`` boxes, its first ``top_n`` are the first ``top_n`` of the full run;
 otherwise the prefix doubles, up to all boxes (then it is the full run).
+
+The loop's length depends on the data, so a traced graph (ONNX export) would fix it to the
+example's; under tracing the function is one plain NMS, whose result is the same.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def top_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, top_n: int) -> 
         int64 ``[min(top_n, K)]`` indices into ``boxes`` (``K`` boxes survive NMS in all), by
         decreasing score, ties in index order.
     """
+    if torch.jit.is_tracing():  # an exported graph must hold for every input: one plain NMS
+        return nms(boxes, scores, iou_threshold)[:top_n]
     count = len(scores)
     if top_n <= 0 or count == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)

@@ -1,0 +1,82 @@
+"""Inference-time fusion keeps detections: BatchNorm folding and the skipped no-op resize."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+from helpers import TINY_DETECTOR
+from qmimic.models import build_detector
+from qmimic.models.fusion import fold_batchnorm
+from qmimic.models.input_transform import InputTransform
+
+
+def _with_running_statistics(detector: nn.Module) -> nn.Module:
+    """Random weights plus BatchNorm statistics and affine terms far from the identity."""
+    generator = torch.Generator().manual_seed(0)
+    for module in detector.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return detector.eval()
+
+
+@pytest.mark.parametrize("framework", ["faster_rcnn", "rfcn"])
+def test_folded_detector_detects_the_same(framework: str):
+    torch.manual_seed(0)
+    detector = _with_running_statistics(
+        build_detector(framework=framework, width=1 / 4, **TINY_DETECTOR)
+    )
+    folded = fold_batchnorm(copy.deepcopy(detector))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in detector.modules())
+    images = [torch.rand(3, 96, 96), torch.rand(3, 80, 96)]
+    with torch.inference_mode():
+        expected, got = detector.predict(images), folded.predict(images)
+    for e, g in zip(expected, got, strict=True):
+        assert len(e["boxes"]) > 0 and torch.equal(e["labels"], g["labels"])
+        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+
+
+def test_folding_refuses_a_training_model():
+    with pytest.raises(ValueError, match="eval-mode"):
+        fold_batchnorm(build_detector(width=1 / 16, **TINY_DETECTOR).train())
+
+
+def _both(min_size, max_size: int) -> tuple[InputTransform, GeneralizedRCNNTransform]:
+    settings = dict(min_size=min_size, max_size=max_size, image_mean=[0.5] * 3, image_std=[0.2] * 3)
+    return InputTransform(**settings), GeneralizedRCNNTransform(**settings)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("size", [(60, 100), (60, 90), (30, 50), (80, 120)])  # 2 no-ops, 2 real
+def test_input_transform_equals_torchvisions(training: bool, size: tuple[int, int]):
+    ours, theirs = _both((60,), 100)
+    images = [torch.rand(3, *size)]
+    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]])
+    outputs = []
+    for transform in (ours, theirs):
+        transform.train(training)
+        torch.manual_seed(0)
+        batch, targets = transform([i.clone() for i in images], [{"boxes": boxes.clone()}])
+        outputs.append((batch.tensors, batch.image_sizes, targets[0]["boxes"]))
+    (a, sizes_a, boxes_a), (b, sizes_b, boxes_b) = outputs
+    assert torch.equal(a, b) and sizes_a == sizes_b and torch.equal(boxes_a, boxes_b)
+
+
+def test_multi_scale_training_draws_the_same_random_sizes():
+    ours, theirs = _both((48, 60, 72), 100)
+    states = []
+    for transform in (ours.train(), theirs.train()):
+        torch.manual_seed(1)
+        shapes = [transform([torch.rand(3, 60, 100)])[0].tensors.shape for _ in range(6)]
+        states.append((shapes, torch.get_rng_state()))
+    assert states[0][0] == states[1][0] and torch.equal(states[0][1], states[1][1])
