@@ -14,7 +14,7 @@ and timed in one process, one after the other, as the median of ``--repeats`` ev
 
 Then ``torch.profiler`` lists the folded student's top operators by self CPU time.
 
-Usage: python benchmarks/inference_speed.py [--repeats 15] [--threads 2] [--out bench/inference.md]
+Usage: python benchmarks/inference_speed.py [--repeats 40] [--threads 2] [--out bench/inference.md]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def profile_table(step: Callable[[], object], rows: int = 12) -> str:
 @torch.inference_mode()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/inference.md"))
     args = parser.parse_args()

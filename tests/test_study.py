@@ -164,3 +164,14 @@ def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):
     assert "runs the committed defaults only" in capsys.readouterr().err
     assert (tmp_path / "results.json").read_bytes() == before
     assert not (tmp_path / "runs").exists()
+
+
+def test_selection_rule_picks_the_highest_qmimic_gain_and_keeps_defaults_on_a_tie():
+    from qmimic.study.report import selected_variant
+
+    def block(gain: float) -> dict:
+        return {"comparisons": {"differences": {"qmimic - scratch": {"mean": gain}}}}
+
+    variants = {"defaults": block(0.01), "a": block(0.05), "b": block(0.03)}
+    assert selected_variant(variants) == ("a", 0.05)
+    assert selected_variant({"x": block(0.02), "defaults": block(0.02)}) == ("defaults", 0.02)
