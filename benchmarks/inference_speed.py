@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from model_speed import IMAGE_SIZE, build
+from model_speed import IMAGE_SIZE, build, median_seconds
 from torch.profiler import ProfilerActivity, profile
 
 from qmimic.models.fusion import fold_batchnorm
@@ -36,15 +34,8 @@ from qmimic.models.fusion import fold_batchnorm
 VOC = ["data=voc", "model.pretrained=false"]
 
 
-def median_ms(step: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+def median_ms(step: Callable[[], object], repeats: int) -> float:
+    return 1000 * median_seconds(step, repeats, warmup=2)
 
 
 def floor_step(student, image: torch.Tensor) -> Callable[[], object]:
