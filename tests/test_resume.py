@@ -1,15 +1,21 @@
 """A run stopped by a real SIGINT in the middle of an epoch and resumed from ``last.ckpt`` ends
-where the uninterrupted run ends: same weights, same test metrics."""
+where the uninterrupted run ends: same weights, same test metrics.
+
+Three tiny training runs as subprocesses (about a minute): ``slow``, run with ``make test-slow``.
+What makes the resume exact is unit-tested in the default run (``tests/runs/test_resume_state.py``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import tiny_overrides
@@ -26,7 +32,15 @@ def _train(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProce
         *tiny_overrides(cache, run_dir.parent), f"hydra.run.dir={run_dir}", "seed=3",
         "data.batch_size=2", "trainer.max_epochs=3", "trainer.limit_val_batches=1", *extra,
     ]  # fmt: skip
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, preexec_fn=_default_sigint
+    )
+
+
+def _default_sigint() -> None:
+    """In the child, SIGINT as in a terminal: a shell starts background jobs (a CI runner's,
+    say) with SIGINT ignored, and children inherit that, so Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -34,6 +48,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_reproduces_the_uninterrupted_run(shapes_cache, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     interrupt = [

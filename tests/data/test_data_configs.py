@@ -11,7 +11,11 @@ from qmimic.conf import options
 from qmimic.data import DetectionDataModule
 
 DATA = options("data")
-PROTOCOLS = {"voc": "voc", "shapes": "voc", "widerface": "wider", "faces": "wider"}
+PROTOCOLS = {"voc": "voc", "shapes": "voc", "widerface": "wider", "faces": "wider", "coco": "voc"}
+# Where each dataset lives: data.root, except for COCO files (whose classes are read from them).
+LOCATIONS = {
+    "coco": ["images={d}", "train_annotations={d}/train.json", "test_annotations={d}/t.json"]
+}
 
 
 def test_every_dataset_has_a_config():
@@ -20,7 +24,8 @@ def test_every_dataset_has_a_config():
 
 @pytest.mark.parametrize("data", DATA)
 def test_data_config_builds(data: str, tmp_path: Path):
-    cfg = compose_train_config([f"data={data}", f"data.root={tmp_path}"], tmp_path)
+    location = [f"data.{o.format(d=tmp_path)}" for o in LOCATIONS.get(data, ["root={d}"])]
+    cfg = compose_train_config([f"data={data}", *location], tmp_path)
     assert cfg.data.eval_protocol == PROTOCOLS.get(data, cfg.data.eval_protocol)
     assert cfg.model.min_size == cfg.data.input.min_size
     for key in (
@@ -30,11 +35,14 @@ def test_data_config_builds(data: str, tmp_path: Path):
         "roi_sampling_ratio",
     ):
         assert key in cfg.data.budget
-    for key in ("root", "batch_size", "num_workers", "hflip", "on_bad_sample"):
+    for key in ("batch_size", "num_workers", "hflip", "on_bad_sample"):
         assert key in cfg.data
     module = instantiate(cfg.data.datamodule)
     assert isinstance(module, DetectionDataModule)
-    assert module.num_classes == cfg.data.num_classes
+    if cfg.data.num_classes is None:  # COCO: the files' categories decide, once they are read
+        assert data in LOCATIONS
+    else:
+        assert module.num_classes == cfg.data.num_classes
     assert module.on_bad_sample == cfg.data.on_bad_sample
 
 
