@@ -49,7 +49,7 @@ def output_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
     path = path or Path(cfg.paths.output_dir) / "model.onnx"
     if path.suffix != ".onnx":
         raise UserError(f"output={path} must name an .onnx file, e.g. output=model.onnx")
-    check_output_folder(path.parent, "output's folder")
+    check_output_folder(path.parent, "output")  # the folder the file goes into
     int8 = path.with_suffix(".int8.onnx") if cfg.quantize == "int8" else None
     for target in (path, int8):
         if target is not None and target.exists():
