@@ -36,9 +36,14 @@ def detection_records(
     ]
 
 
+def to_pixels(image: Tensor) -> Tensor:
+    """float ``[3, H, W]`` in [0, 1] -> uint8 ``[3, H, W]``."""
+    return image.mul(255).round_().to(torch.uint8)
+
+
 def draw(image: Tensor, records: list[dict[str, Any]]) -> Tensor:
     """``image`` (float ``[3, H, W]`` in [0, 1]) as uint8 with labelled boxes drawn."""
-    pixels = image.mul(255).round_().to(torch.uint8)
+    pixels = to_pixels(image)
     if not records:
         return pixels
     return draw_bounding_boxes(

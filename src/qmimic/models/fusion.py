@@ -7,8 +7,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock
 
 # (convolution, BatchNorm) attribute pairs where the norm reads the convolution's output only.
-_PAIRS = {BasicBlock: (("conv1", "bn1"), ("conv2", "bn2"))}
-_STEM = ("conv1", "bn1")  # the ResNet stems' convolution, then its norm
+BLOCK_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"))  # torchvision's BasicBlock
+STEM_PAIR = ("conv1", "bn1")  # the ResNet stems' convolution, then its norm
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -44,9 +44,8 @@ def _pairs(module: nn.Module) -> list[tuple[str, str]]:
             if isinstance(module.get_submodule(a), nn.Conv2d)
             and isinstance(module.get_submodule(b), nn.BatchNorm2d)
         ]
-    for kind, pairs in _PAIRS.items():
-        if isinstance(module, kind):
-            return list(pairs)
-    if all(hasattr(module, name) for name in _STEM):
-        return [_STEM]
+    if isinstance(module, BasicBlock):
+        return list(BLOCK_PAIRS)
+    if all(hasattr(module, name) for name in STEM_PAIR):
+        return [STEM_PAIR]
     return []

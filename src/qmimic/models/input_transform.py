@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import Tensor
 from torchvision.models.detection.transform import (
     GeneralizedRCNNTransform,
@@ -27,7 +26,7 @@ class InputTransform(GeneralizedRCNNTransform):
     def resize(
         self, image: Tensor, target: dict[str, Tensor] | None = None
     ) -> tuple[Tensor, dict[str, Tensor] | None]:
-        if torch.jit.is_scripting() or torchvision._is_tracing() or self.fixed_size is not None:
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or self.fixed_size is not None:
             return super().resize(image, target)
         if self.training and self._skip_resize:
             return image, target

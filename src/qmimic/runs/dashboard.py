@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
-from qmimic.drawing import class_name, detection_records, draw
+from qmimic.drawing import class_name, detection_records, draw, to_pixels
 
 KEY = "val/detections"
 
@@ -91,7 +91,7 @@ def _wandb_boxes(boxes: Tensor, labels: Tensor, scores: Tensor | None, names) ->
 def _log_wandb(logger: WandbLogger, samples, predictions, names, step: int) -> None:
     pixels, boxes = [], []
     for (image, target), predicted in zip(samples, predictions, strict=True):
-        pixels.append(image.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        pixels.append(to_pixels(image).permute(1, 2, 0).numpy())  # wandb takes H, W, 3
         boxes.append({
             "predictions": _wandb_boxes(
                 predicted["boxes"], predicted["labels"], predicted["scores"], names),

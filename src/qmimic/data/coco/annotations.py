@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from qmimic.data.boxes import clean_target
+from qmimic.data.boxes import clean_target, select
 from qmimic.data.images import BadSampleError, load_rgb_image
 from qmimic.errors import UserError
 
@@ -169,8 +169,7 @@ class CocoDataset(Dataset):
             "difficult": torch.tensor(crowd, dtype=torch.bool),
         }
         if self.train:
-            keep = ~target["difficult"]
-            target = {k: v[keep] for k, v in target.items()}
+            target = select(target, ~target["difficult"])
         target["image_id"] = str(Path(self.coco.imgs[self.ids[index]]["file_name"]).with_suffix(""))
         return target
 

@@ -12,6 +12,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from qmimic.conf import load_config
 from qmimic.data.generated.cache import DEFAULT_CACHE
 from qmimic.data.generated.shapes import SHAPES_CLASSES, ShapesSpec, ensure_shapes
 from qmimic.data.images import image_size
@@ -32,7 +35,8 @@ def coco_split(dataset: VOCDataset, out: Path, split: str) -> dict:
         width, height = image_size(dataset.image_path(index))
         images.append({"id": index + 1, "file_name": file_name, "width": width, "height": height})
         target = parse_voc_annotation(dataset.annotation_path(index), SHAPES_CLASSES)
-        for box, label, difficult in zip(*target.values(), strict=True):
+        columns = (target["boxes"], target["labels"], target["difficult"])
+        for box, label, difficult in zip(*columns, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)  # VOC: 1-based, inclusive pixel indices
             w, h = x2 - x1 + 1, y2 - y1 + 1
             annotations.append({
@@ -71,22 +75,37 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  python -m qmimic.pipeline --data coco data.images={args.out}/images "
         + " ".join(f"data.{s}_annotations={args.out}/{s}.json" for s in SPLITS)
-        + " " + " ".join(SHAPES_SIZED)
+        + " " + " ".join(shapes_sized_overrides())
     )  # fmt: skip
 
 
-# Overrides that size the COCO defaults (photos at 600 x 1000, VOC budgets, a full-width
-# teacher) to the 192 px shapes images on a CPU, as recipe/shapes.yaml and data/shapes.yaml do.
-SHAPES_SIZED = (
-    "data.input.min_size=192", "data.input.max_size=192",
-    "'data.input.anchor_sizes=[16,32,64,128]'",
-    "data.batch_size=4", "data.num_workers=0", "data.aspect_ratio_grouping=false",
-    "data.budget.rpn_pre_nms_top_n_train=600", "data.budget.rpn_post_nms_top_n_train=300",
-    "data.budget.rpn_pre_nms_top_n_test=300", "data.budget.rpn_post_nms_top_n_test=100",
-    "data.budget.box_batch_size_per_image=64", "data.budget.roi_output_size=7",
-    "data.budget.roi_sampling_ratio=1",
-    "recipe.teacher.width=0.25", "recipe.teacher.pretrained=false",
+# What sizes the COCO defaults (photos at 600 x 1000, VOC budgets, a full-width teacher) to the
+# 192 px shapes images on a CPU: read from recipe/shapes.yaml and data/shapes.yaml.
+SHAPES_SIZED_KEYS = (
+    "data.input", "data.budget", "data.batch_size", "data.num_workers",
+    "data.aspect_ratio_grouping", "recipe.teacher.width", "recipe.teacher.pretrained",
 )  # fmt: skip
+
+
+def shapes_sized_overrides() -> list[str]:
+    """``key=value`` overrides (shell-quoted where a list needs it) of :data:`SHAPES_SIZED_KEYS`
+    as the shapes recipe sets them."""
+    cfg = load_config("train", ["+recipe=shapes"])
+    overrides = []
+    for key in SHAPES_SIZED_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        overrides += _flatten(key, value)
+    return overrides
+
+
+def _flatten(key: str, value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [o for k, v in value.items() for o in _flatten(f"{key}.{k}", v)]
+    if isinstance(value, list):
+        return [f"'{key}=[{','.join(map(str, value))}]'"]
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
 
 
 if __name__ == "__main__":
