@@ -2,19 +2,25 @@
 
 Both detectors are built from the VOC configs (600x1000 input, the paper's test budgets: 6,000
 proposals before NMS, 300 after) with random seeded weights, as ``model_speed.py`` builds them,
-and timed in one process, one after the other, as the median of ``--repeats`` eval-mode
-``predict`` calls on one 600x1000 noise image after warm-up:
+and timed in one process, one after the other, as the median of repeated one-image calls on one
+600x1000 noise image after warm-up:
 
-- the full-width ResNet-18 teacher and the ResNet18-1-16 student as they are built;
-- the same student after :func:`qmimic.models.fusion.fold_batchnorm` (what ``predict`` and the
-  export run), with its detections checked against the unfolded student's;
+- PyTorch, the detector as built (``TwoStageDetector.predict``);
+- PyTorch prepared for inference (:func:`qmimic.models.inference.for_inference`: BatchNorm
+  folded, region pooling by gather), which ``qmimic.predict`` runs; its detections are checked
+  against the unprepared model's;
+- onnxruntime float32, the graph ``qmimic.export`` writes (checked against PyTorch), and
+  onnxruntime int8 (static quantization as ``quantize=int8`` does it, calibrated on noise
+  images: the speed is what matters here; int8 accuracy is measured on trained models by the
+  benchmark's int8 section);
 - the student's convolution floor: its trunk on the image, the RPN head on the feature map and
   the region head's ``layer4`` on 300 pooled regions, timed alone (the same convolutions, BN
   folded, nothing else).
 
-Then ``torch.profiler`` lists the folded student's top operators by self CPU time.
+Then ``torch.profiler`` lists the prepared student's top operators by self CPU time.
+:func:`measure` returns the ``inference`` section of ``bench/results.json``.
 
-Usage: python benchmarks/inference_speed.py [--repeats 40] [--threads 2] [--out bench/inference.md]
+Usage: python benchmarks/inference_speed.py [--repeats 40] [--threads 2] [--work DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,16 +36,23 @@ import torch
 from model_speed import IMAGE_SIZE, build, median_seconds
 from torch.profiler import ProfilerActivity, profile
 
-from qmimic.models.fusion import fold_batchnorm
+from qmimic.export import check_against, export_onnx, quantize_int8, random_images
+from qmimic.export.runtime import OnnxDetector
+from qmimic.models import TwoStageDetector
+from qmimic.models.inference import for_inference
 
 VOC = ["data=voc", "model.pretrained=false"]
+MODELS = {"teacher": "ResNet-18 teacher (full width)", "student": "ResNet18-1-16 student"}
+WIDTHS = {"teacher": 1.0, "student": 0.0625}
+RUNTIMES = ("PyTorch as built", "PyTorch for inference", "onnxruntime float32", "onnxruntime int8")
+CALIBRATION_IMAGES = 4
 
 
 def median_ms(step: Callable[[], object], repeats: int) -> float:
     return 1000 * median_seconds(step, repeats, warmup=2)
 
 
-def floor_step(student, image: torch.Tensor) -> Callable[[], object]:
+def floor_step(student: TwoStageDetector, image: torch.Tensor) -> Callable[[], object]:
     """The student's convolutions alone: trunk, RPN head, ``layer4`` on 300 pooled regions."""
     batch, _ = student.prepare([image])
     features = student.features(batch)
@@ -61,71 +75,102 @@ def same_detections(a: dict, b: dict) -> bool:
     )
 
 
-def profile_table(step: Callable[[], object], rows: int = 12) -> str:
+def profile_rows(step: Callable[[], object], rows: int = 12) -> list[dict]:
+    """The top ``rows`` operators of ``step`` by self CPU time, per call of ``step``."""
     with profile(activities=[ProfilerActivity.CPU]) as recorded:
         for _ in range(3):
             step()
     events = sorted(recorded.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
-    lines = ["| operator | calls per image | self CPU ms per image | share |", "|---|---|---|---|"]
-    for e in events[:rows]:
-        lines.append(
-            f"| `{e.key}` | {e.count // 3} | {e.self_cpu_time_total / 3000:.2f} | "
-            f"{100 * e.self_cpu_time_total / total:.1f}% |"
-        )
-    return "\n".join(lines)
+    return [
+        {
+            "operator": e.key,
+            "calls": e.count // 3,
+            "ms": e.self_cpu_time_total / 3000,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in events[:rows]
+    ]
 
 
-@torch.inference_mode()
+def onnx_models(detector: TwoStageDetector, image: torch.Tensor, folder: Path) -> dict:
+    """Float32 and int8 ONNX files of ``detector`` in ``folder``, and the float graph's agreement
+    with PyTorch on ``image``."""
+    float_path, int8_path = folder / "float32.onnx", folder / "int8.onnx"
+    export_onnx(detector, float_path, image)
+    float_model = OnnxDetector(float_path)
+    agreement = check_against(detector, float_model, [image])
+    quantize_int8(float_path, int8_path, random_images(IMAGE_SIZE, CALIBRATION_IMAGES, seed=1))
+    return {"float": float_model, "int8_path": int8_path, "agreement": agreement.summary(),
+            "agrees": agreement.passed}  # fmt: skip
+
+
+def time_model(
+    role: str, image: torch.Tensor, repeats: int, threads: int, work: Path
+) -> tuple[dict, TwoStageDetector]:
+    """Every runtime of one detector: its row of the table, and the prepared PyTorch model."""
+    detector, _ = build([*VOC, f"model.width={WIDTHS[role]}"])
+    prepared = for_inference(copy.deepcopy(detector))
+    with torch.inference_mode():
+        identical = same_detections(detector.predict([image])[0], prepared.predict([image])[0])
+    folder = work / role
+    folder.mkdir(parents=True, exist_ok=True)
+    exported = onnx_models(detector, image, folder)
+    float_model = OnnxDetector(exported["float"].path, threads=threads)
+    int8_model = OnnxDetector(exported["int8_path"], threads=threads)
+    steps = {
+        RUNTIMES[0]: lambda: detector.predict([image]),
+        RUNTIMES[1]: lambda: prepared.predict([image]),
+        RUNTIMES[2]: lambda: float_model.predict(image),
+        RUNTIMES[3]: lambda: int8_model.predict(image),
+    }
+    ms = {}
+    with torch.inference_mode():
+        for runtime, step in steps.items():
+            ms[runtime] = median_ms(step, repeats)
+            print(f"  {MODELS[role]}, {runtime}: {ms[runtime]:.1f} ms", flush=True)
+    row = {"model": MODELS[role], "ms": ms, "prepared_detects_the_same": identical,
+           "onnx_agreement": exported["agreement"], "onnx_agrees": exported["agrees"]}  # fmt: skip
+    return row, prepared
+
+
+def measure(repeats: int, threads: int, work: Path | None = None) -> dict:
+    """The ``inference`` section of ``bench/results.json``: per model ``ms`` by runtime, the
+    student's convolution floor and the ratios, and the prepared student's profile."""
+    torch.set_num_threads(threads)
+    load = os.getloadavg()[0]
+    image = torch.rand(3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="qmimic-inference-") as scratch:
+        work = work or Path(scratch)
+        teacher, _ = time_model("teacher", image, max(3, repeats // 5), threads, work)
+        student, prepared = time_model("student", image, repeats, threads, work)
+    with torch.inference_mode():
+        floor_ms = median_ms(floor_step(prepared, image), repeats)
+        profile_table = profile_rows(lambda: prepared.predict([image]))
+    print(f"  student convolutions alone: {floor_ms:.1f} ms", flush=True)
+    teacher_ms, student_ms = teacher["ms"][RUNTIMES[1]], student["ms"][RUNTIMES[1]]
+    return {
+        "size": list(IMAGE_SIZE),
+        "threads": threads,
+        "load_average": load,
+        "repeats": repeats,
+        "models": [teacher, student],
+        "floor_ms": floor_ms,
+        "teacher_over_student": teacher_ms / student_ms,
+        "student_over_floor": student_ms / floor_ms,
+        "profile": profile_table,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/inference.md"))
+    parser.add_argument("--work", type=Path, default=None, help="keep the ONNX files here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0]
-    image = torch.rand(3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
-    teacher, _ = build([*VOC, "model.width=1.0"])
-    student, _ = build([*VOC, "model.width=0.0625"])
-    folded = fold_batchnorm(copy.deepcopy(student))
-    identical = same_detections(student.predict([image])[0], folded.predict([image])[0])
-    teacher_repeats = max(3, args.repeats // 5)
-    times = {
-        "ResNet-18 teacher (full width)": median_ms(
-            lambda: teacher.predict([image]), teacher_repeats),
-        "ResNet18-1-16 student": median_ms(lambda: student.predict([image]), args.repeats),
-        "ResNet18-1-16 student, BN folded": median_ms(
-            lambda: folded.predict([image]), args.repeats),
-        "its convolutions alone (floor)": median_ms(floor_step(folded, image), args.repeats),
-    }  # fmt: skip
-    teacher_ms = times["ResNet-18 teacher (full width)"]
-    student_ms = times["ResNet18-1-16 student, BN folded"]
-    floor_ms = times["its convolutions alone (floor)"]
-    lines = [
-        "# Inference speed at 600x1000 (VOC budgets: 6,000 -> 300 proposals)",
-        "",
-        f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f} at start; "
-        "random seeded weights; median of repeated `predict` calls on one image, batch 1.",
-        "",
-        "| model | CPU ms/image |",
-        "|---|---|",
-        *(f"| {name} | {ms:.1f} |" for name, ms in times.items()),
-        "",
-        f"- student (BN folded) is {teacher_ms / student_ms:.1f}x faster than the teacher "
-        "(target >= 40x)",
-        f"- student total / convolution floor: {student_ms / floor_ms:.2f} (target <= 2)",
-        f"- folded and unfolded student give the same detections: {identical}",
-        "",
-        "Top operators of the folded student (self CPU time, 3 calls):",
-        "",
-        profile_table(lambda: folded.predict([image])),
-        "",
-    ]
-    text = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    from report import inference_tables
+
+    print(inference_tables({"inference": measure(args.repeats, args.threads, args.work)}))
 
 
 if __name__ == "__main__":

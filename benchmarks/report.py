@@ -131,6 +131,49 @@ def cost_table(results: dict) -> str:
     return markdown_table(["what", "cost", "notes"], rows)
 
 
+def inference_tables(results: dict) -> str:
+    """Teacher and student at 600x1000 in every runtime, the student's floor, its profile."""
+    section = results["inference"]
+    runtimes = list(section["models"][0]["ms"])
+    rows = [
+        [m["model"], *(f"{m['ms'][r]:.1f}" for r in runtimes),
+         f"{m['ms'][runtimes[2]] / m['ms'][runtimes[3]]:.2f}x"]
+        for m in section["models"]
+    ]  # fmt: skip
+    size = f"{section['size'][0]}x{section['size'][1]}"
+    text = markdown_table(["model", *runtimes, "int8 speed-up over float32"], rows)
+    teacher, student = section["models"]
+    pytorch, onnx_float = runtimes[1], runtimes[2]
+    int8_gain = teacher["ms"][runtimes[2]] / teacher["ms"][runtimes[3]]
+    profile = [
+        [f"`{p['operator']}`", str(p["calls"]), f"{p['ms']:.2f}", f"{100 * p['share']:.1f}%"]
+        for p in section["profile"]
+    ]
+    lines = [
+        f"CPU ms per {size} image (median, batch 1, {section['threads']} threads, load average "
+        f"{section['load_average']:.2f} at start; random seeded weights, VOC budgets).",
+        "",
+        text,
+        f"- student is {section['teacher_over_student']:.1f}x faster than the teacher in PyTorch "
+        "(target >= 40x)",
+        f"- student's convolutions alone (floor): {section['floor_ms']:.1f} ms; student / floor "
+        f"{section['student_over_floor']:.2f} (target <= 2)",
+        f"- onnxruntime float32 student / PyTorch student: "
+        f"{student['ms'][onnx_float] / student['ms'][pytorch]:.2f} (target < 1)",
+        f"- int8 teacher: {int8_gain:.2f}x its float32 speed (target >= 1.5x)",
+        *(
+            f"- {m['model']}: prepared model detects the same: {m['prepared_detects_the_same']}; "
+            f"ONNX float32 against PyTorch: {m['onnx_agreement']}"
+            for m in section["models"]
+        ),
+        "",
+        "Top operators of the prepared student (self CPU time per image):",
+        "",
+        markdown_table(["operator", "calls per image", "self CPU ms", "share"], profile),
+    ]
+    return "\n".join(lines)
+
+
 def int8_table(results: dict) -> str:
     """The exported student in PyTorch, onnxruntime float32 and onnxruntime int8."""
     int8 = results["int8"]
@@ -153,6 +196,7 @@ SECTIONS = (
     ("widths", "mAP against width", width_table),
     ("speed", "Speed: CPU latency per image", latency_table),
     ("speed", "Speed: training, evaluation, data loading", cost_table),
+    ("inference", "Speed: inference at 600x1000 in PyTorch and onnxruntime", inference_tables),
     ("int8", "int8 export", int8_table),
 )
 

@@ -71,6 +71,33 @@ def test_onnx_model_reproduces_pytorch_detections(framework: str, tmp_path: Path
     torch.testing.assert_close(found["boxes"][:5], expected["boxes"][:5], rtol=1e-3, atol=1e-3)
 
 
+def graph_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Every node of ``graph``, those of its subgraphs (``If`` branches) included."""
+    found = []
+    for node in graph.node:
+        found.append(node)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found += graph_nodes(attribute.g)
+    return found
+
+
+def test_every_nms_in_the_graph_stops_at_its_budget(tmp_path: Path):
+    detector = tiny_detector()
+    exported(detector, tmp_path / "model.onnx")
+    every_node = graph_nodes(onnx.load(str(tmp_path / "model.onnx")).graph)
+    constants = {
+        node.output[0]: int(onnx.numpy_helper.to_array(node.attribute[0].t).reshape(-1)[0])
+        for node in every_node
+        if node.op_type == "Constant" and node.attribute[0].type == onnx.AttributeProto.TENSOR
+        and onnx.numpy_helper.to_array(node.attribute[0].t).size == 1
+    }  # fmt: skip
+    bounds = [constants[n.input[2]] for n in every_node if n.op_type == "NonMaxSuppression"]
+    # the RPN's NMS stops at its post-NMS budget, the region head's at the detection budget
+    budgets = [detector.rpn.post_nms_top_n(), detector.roi_heads.detections_per_img]
+    assert sorted(bounds) == sorted(budgets) and 2**63 - 1 not in budgets
+
+
 def test_position_sensitive_pooling_from_roi_align_is_exact():
     features = torch.randn(2, 3 * 49, 10, 12)
     boxes = [torch.tensor([[3.0, 5.0, 150.0, 100.0], [-5.0, 10.0, 250.0, 220.0]])] * 2

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from qmimic.errors import UserError
-from qmimic.models.fusion import fold_batchnorm
+from qmimic.models.inference import for_inference
 from qmimic.runs.checkpoints import load_run
 
 
@@ -24,12 +24,12 @@ class Predictor(Protocol):
 
 class CheckpointPredictor:
     """The detector of a qmimic checkpoint (see :func:`~qmimic.runs.checkpoints.load_run`), run
-    with PyTorch on the CPU, BatchNorm folded into the convolutions; ``class_names`` as the run
-    names them."""
+    with PyTorch on the CPU as :func:`~qmimic.models.inference.for_inference` prepares it
+    (BatchNorm folded, region pooling by gather); ``class_names`` as the run names them."""
 
     def __init__(self, path: str | Path):
         run = load_run(path)
-        self.detector = fold_batchnorm(run.detector.eval())
+        self.detector = for_inference(run.detector)
         self.class_names = run.class_names
 
     @torch.inference_mode()

@@ -88,3 +88,21 @@ def test_the_rpn_selects_what_torchvision_selects(saturated: bool):
                     map(tuple, ref_boxes[~same].tolist())
                 )
         assert torch.equal(boxes[same], ref_boxes[same])
+
+
+def test_region_head_post_processing_is_torchvisions():
+    """The head's own post-processing (bounded NMS when traced) equals torchvision's eagerly."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    torch.manual_seed(0)
+    head = build_detector(width=1 / 16, **TINY_DETECTOR).eval().roi_heads
+    generator = torch.Generator().manual_seed(0)
+    proposals = [random_boxes(40, generator, 90.0), random_boxes(25, generator, 90.0)]
+    logits = torch.randn(65, 7, generator=generator) * 2
+    deltas = torch.randn(65, 28, generator=generator) * 0.3
+    shapes = [(96, 96), (80, 96)]
+    ours = head.postprocess_detections(logits, deltas, proposals, shapes)
+    theirs = RoIHeads.postprocess_detections(head, logits, deltas, proposals, shapes)
+    assert sum(len(b) for b in ours[0]) > 20
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(mine, reference, strict=True))

@@ -13,7 +13,7 @@ from torchvision.ops import PSRoIAlign, roi_align
 from qmimic.errors import UserError
 from qmimic.export.runtime import INPUT, OUTPUTS
 from qmimic.models.detector import TwoStageDetector
-from qmimic.models.fusion import fold_batchnorm
+from qmimic.models.inference import for_inference
 
 # torchvision's RoIAlign needs opset 16 to export aligned=True exactly (half_pixel coordinates).
 MIN_OPSET = 16
@@ -72,7 +72,7 @@ def exportable(detector: TwoStageDetector) -> SingleImageDetector:
     """An eval-mode copy of ``detector`` made of ops the ONNX exporter knows, as one-image
     module, BatchNorm folded into the convolutions. The original is left untouched (it is the
     reference the export is checked against)."""
-    copied = fold_batchnorm(copy.deepcopy(detector).eval())
+    copied = for_inference(copy.deepcopy(detector))
     for name, module in list(copied.named_modules()):
         if isinstance(module, PSRoIAlign):
             parent_name, _, attr = name.rpartition(".")

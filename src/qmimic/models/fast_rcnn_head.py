@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.ops import boxes as box_ops
 from torchvision.ops import roi_align
+
+from qmimic.models.gather_roi_align import gather_roi_align
+from qmimic.models.proposal_nms import top_class_nms
 
 
 class SingleMapRoIAlign(nn.Module):
@@ -14,6 +19,11 @@ class SingleMapRoIAlign(nn.Module):
 
     Called as torchvision's ``MultiScaleRoIAlign`` is: ``(features [B, C, H, W], boxes: list of
     [R_i, 4] xyxy image pixels, image_sizes)`` -> ``[sum R_i, C, S, S]``.
+
+    ``gather_on_cpu`` (set by :func:`qmimic.models.inference.for_inference`) pools CPU maps that
+    need no gradient with :func:`~qmimic.models.gather_roi_align.gather_roi_align`, equal within
+    float rounding and several times faster there; training, CUDA and traced graphs (the ONNX
+    export's ``RoiAlign``) keep torchvision's ``roi_align``.
     """
 
     def __init__(self, output_size: int, stride: int, sampling_ratio: int = 2):
@@ -21,10 +31,24 @@ class SingleMapRoIAlign(nn.Module):
         self.output_size = output_size
         self.spatial_scale = 1.0 / stride
         self.sampling_ratio = sampling_ratio
+        self.gather_on_cpu = False
+
+    def _gathers(self, features: Tensor) -> bool:
+        return (
+            self.gather_on_cpu
+            and self.sampling_ratio > 0
+            and features.device.type == "cpu"
+            and not (torch.is_grad_enabled() and features.requires_grad)
+            and not (torch.jit.is_scripting() or torch.jit.is_tracing())
+        )
 
     def forward(
         self, features: Tensor, boxes: list[Tensor], image_sizes: list[tuple[int, int]]
     ) -> Tensor:
+        if self._gathers(features):
+            return gather_roi_align(
+                features, boxes, self.output_size, self.spatial_scale, self.sampling_ratio
+            )
         return roi_align(
             features,
             boxes,
@@ -108,6 +132,40 @@ class FastRCNNHead(RoIHeads):
     ) -> dict[str, Tensor]:
         """Classification and box-regression losses on sampled proposals (ground truth added)."""
         return self.losses_and_regions(features, proposals, image_sizes, targets)[0]
+
+    def postprocess_detections(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """torchvision's post-processing, step for step: boxes decoded per class and clipped,
+        background dropped, scores above ``score_thresh`` and boxes not empty kept, per-class NMS,
+        the ``detections_per_img`` best. The NMS is :func:`~qmimic.models.proposal_nms.
+        top_class_nms`, which in an exported graph stops at the detection budget.
+
+        ``class_logits`` ``[R, K]``, ``box_regression`` ``[R, 4 K]`` for the proposals of all
+        images in order; returns per image ``boxes`` ``[D, 4]``, ``scores`` ``[D]``, ``labels``
+        ``[D]`` (1..K-1).
+        """
+        counts = [len(p) for p in proposals]
+        decoded = self.box_coder.decode(box_regression, proposals).split(counts)
+        probabilities = class_logits.softmax(-1).split(counts)
+        all_boxes, all_scores, all_labels = [], [], []
+        for boxes, scores, shape in zip(decoded, probabilities, image_shapes, strict=True):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)[:, 1:].reshape(-1, 4)
+            labels = torch.arange(scores.shape[-1], device=scores.device).expand_as(scores)
+            scores, labels = scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+            keep = torch.where(scores > self.score_thresh)[0]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = top_class_nms(boxes, scores, labels, self.nms_thresh, self.detections_per_img)
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_labels.append(labels[keep])
+        return all_boxes, all_scores, all_labels
 
     def detect(
         self,

@@ -16,14 +16,43 @@ keeps at least ``top_n`` boxes, its first ``top_n`` are the first ``top_n`` of t
 otherwise the prefix doubles, up to all boxes (then it is the full run).
 
 The loop's length depends on the data, so a traced graph (ONNX export) would fix it to the
-example's; under tracing the function is one plain NMS, whose result is the same.
+example's. Under tracing the function is instead one ONNX ``NonMaxSuppression`` with
+``max_output_boxes_per_class = top_n``: onnxruntime visits boxes by score and stops once that
+many are kept, which by the same argument gives the same boxes.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import nms
+from torchvision.ops import batched_nms, nms
+
+
+class _TopNMSInGraph(torch.autograd.Function):
+    """``nms(boxes, scores, iou_threshold)[:top_n]``, exported as one ``NonMaxSuppression``
+    bounded by ``top_n`` (torchvision's own NMS symbolic leaves the bound unlimited)."""
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float, top_n: int) -> Tensor:
+        return nms(boxes, scores, iou_threshold)[:top_n]
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold: float, top_n: int):
+        def constant(value, dtype):
+            return g.op("Constant", value_t=torch.tensor(value, dtype=dtype))
+
+        # ONNX wants boxes [batch, N, 4] and scores [batch, classes, N]; IoU does not care
+        # whether the corners come as xyxy or yxyx
+        batch_boxes = g.op("Unsqueeze", boxes, constant([0], torch.int64))
+        batch_scores = g.op("Unsqueeze", scores, constant([0, 1], torch.int64))
+        selected = g.op(  # [M, 3]: (batch, class, box index), by decreasing score
+            "NonMaxSuppression",
+            batch_boxes,
+            batch_scores,
+            constant([top_n], torch.int64),
+            constant([iou_threshold], torch.float32),
+        )
+        return g.op("Gather", selected, constant(2, torch.int64), axis_i=1)
 
 
 def top_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, top_n: int) -> Tensor:
@@ -41,8 +70,8 @@ def top_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, top_n: int) -> 
         int64 ``[min(top_n, K)]`` indices into ``boxes`` (``K`` boxes survive NMS in all), by
         decreasing score, ties in index order.
     """
-    if torch.jit.is_tracing():  # an exported graph must hold for every input: one plain NMS
-        return nms(boxes, scores, iou_threshold)[:top_n]
+    if torch.jit.is_tracing():  # an exported graph must hold for every input: one bounded NMS
+        return _TopNMSInGraph.apply(boxes, scores, iou_threshold, top_n)
     count = len(scores)
     if top_n <= 0 or count == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
@@ -54,3 +83,25 @@ def top_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, top_n: int) -> 
         if len(keep) >= top_n or prefix == count:
             return keep[:top_n]
         prefix = min(count, 2 * prefix)
+
+
+def top_class_nms(
+    boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, top_n: int
+) -> Tensor:
+    """``batched_nms(boxes, scores, labels, iou_threshold)[:top_n]``: NMS within each class, the
+    ``top_n`` best survivors over all classes.
+
+    Eager: torchvision's ``batched_nms``. Traced: the classes are moved apart (every box shifted
+    by ``label * (largest coordinate + 1)``, so boxes of different classes never overlap, as
+    torchvision's traced ``batched_nms`` does it) and one ``NonMaxSuppression`` bounded by
+    ``top_n`` runs over all of them; by the prefix argument above it keeps the same boxes.
+
+    Args: ``boxes`` ``[N, 4]`` xyxy, ``scores`` ``[N]``, ``labels`` int64 ``[N]``.
+    Returns: int64 indices ``[min(top_n, K)]`` by decreasing score.
+    """
+    if not torch.jit.is_tracing():
+        return batched_nms(boxes, scores, labels, iou_threshold)[:top_n]
+    # the zero keeps the maximum defined for an image without boxes
+    largest = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
+    shifted = boxes + (labels.to(boxes) * (largest + 1))[:, None]
+    return _TopNMSInGraph.apply(shifted, scores, iou_threshold, top_n)
