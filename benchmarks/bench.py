@@ -7,11 +7,15 @@ is done, so a crash keeps what was measured; training resumes on the next run):
    quantized only, mimic, Quantization Mimic) on the built-in ``shapes`` data for each seed,
    through ``qmimic.pipeline`` on a benchmark schedule (shorter than ``make demo``'s);
 2. widths: VOC07 mAP against student width for scratch and Quantization Mimic;
-3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size),
-   a training step of the student alone against a distillation step, evaluation speed against
-   torchmetrics, and train-loader throughput;
-4. int8: the seed-0 Quantization Mimic student exported to ONNX, float32 against int8;
-5. picture: that student's detections on four test images (``bench/detections.jpg``).
+3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size) of
+   the models as ``predict`` runs them, a training step of the student alone against a
+   distillation step, evaluation speed against torchmetrics, and train-loader throughput;
+4. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
+   built and prepared for inference) and onnxruntime (float32 and int8), the student's
+   convolution floor, and a profile of its top operators (``inference_speed.py``);
+5. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
+   ONNX, float32 against int8, speed and mAP on the test split;
+6. picture: that student's detections on four test images (``bench/detections.jpg``).
 
 ``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import distill_step
 import eval_speed
+import inference_speed
 import int8_speed
 import loader_speed
 import model_speed
@@ -149,10 +154,16 @@ def main() -> None:
     print("== speed", flush=True)
     report.add("speed", speed(args.quick))
     plot_latency(report.results, args.out / "latency.png")
+    print("== inference", flush=True)
+    repeats = 3 if args.quick else 30
+    report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))
     print("== int8", flush=True)
-    student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
     images = 50 if args.quick else None
-    report.add("int8", int8_speed.int8_section(student, args.out / "int8", images, args.threads))
+    for key, stage in (("int8", "qmimic"), ("int8_teacher", "teacher")):
+        ckpt = runs / "quality" / "seed0" / stage / "checkpoints" / "last.ckpt"
+        out = args.out / "int8" / stage
+        report.add(key, int8_speed.int8_section(ckpt, out, images, args.threads))
+    student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
     print("== picture", flush=True)
     print(f"  {pictures.detections_picture(student, args.out / 'detections.jpg')}", flush=True)
 

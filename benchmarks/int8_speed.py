@@ -1,6 +1,6 @@
-"""The int8 section of ``make bench``: a trained student in PyTorch, ONNX float32 and ONNX int8.
+"""The int8 sections of ``make bench``: a trained detector in PyTorch, ONNX float32 and ONNX int8.
 
-The student's checkpoint is exported with ``python -m qmimic.export ... quantize=int8`` (the
+The checkpoint is exported with ``python -m qmimic.export ... quantize=int8`` (the
 command users run, with its agreement check against PyTorch), then each of the three runs the
 test split of the checkpoint's data one image at a time: median milliseconds per image and
 VOC07 / COCO mAP from the same metrics training reports.
@@ -29,7 +29,7 @@ from qmimic.runs.checkpoints import checkpoint_config, load_checkpoint
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
     """ONNX float32 and int8 files of ``ckpt`` in ``out``, exported afresh (files left there by
     an earlier run may come from another checkpoint; an export takes seconds)."""
-    float_path, int8_path = out / "student.onnx", out / "student.int8.onnx"
+    float_path, int8_path = out / "model.onnx", out / "model.int8.onnx"
     float_path.unlink(missing_ok=True)
     int8_path.unlink(missing_ok=True)
     command = [
@@ -76,7 +76,7 @@ def measure(predictor: Predictor, samples: list[Sample], protocol: str) -> dict:
 
 
 def int8_section(ckpt: Path, out: Path, images: int | None, threads: int) -> dict:
-    """The ``int8`` section of ``bench/results.json``."""
+    """An ``int8`` section of ``bench/results.json`` for ``ckpt`` (ONNX files in ``out``)."""
     float_path, int8_path = export(ckpt, out)
     samples, protocol = test_images(ckpt, images)
     rows = []
@@ -108,7 +108,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from report import int8_table
 
-    print(int8_table({"int8": int8_section(args.ckpt, args.out, args.images, args.threads)}))
+    print(
+        int8_table({"int8": int8_section(args.ckpt, args.out, args.images, args.threads)}, "int8")
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Each model is built from its Hydra config (``qmimic/conf/model/<arch>_<framework>.yaml``) with the
 Pascal VOC data config, i.e. 600x1000 input, 300 test proposals per image and 21 classes, and
 randomly initialised weights. GFLOPs come from :func:`qmimic.models.model_report` (region head
-fed exactly the 300-proposal budget); CPU time is the median of ``--repeats`` eval-mode
-``predict`` calls on one 600x1000 noise image (batch 1, ``torch.no_grad``) after one warm-up
-call, with ``--threads`` intra-op threads. An untrained RPN may keep fewer than 300 proposals
+fed exactly the 300-proposal budget); CPU time is the median of ``--repeats`` ``predict`` calls
+of the model as ``qmimic.predict`` runs it (``for_inference``: BatchNorm folded, region pooling
+by gather) on one 600x1000 noise image (batch 1, ``torch.no_grad``) after one warm-up call,
+with ``--threads`` intra-op threads. An untrained RPN may keep fewer than 300 proposals
 after NMS; the table states how many the timed calls scored.
 
 :func:`latency_row` measures one configured model the same way and returns the figures.
@@ -28,6 +29,7 @@ from omegaconf import DictConfig
 
 from qmimic.conf import load_config
 from qmimic.models import ARCHS, FRAMEWORKS, TwoStageDetector, model_report
+from qmimic.models.inference import for_inference
 from report import width_name
 
 IMAGE_SIZE = (600, 1000)
@@ -70,7 +72,8 @@ def latency_row(
 ) -> dict[str, Any]:
     """Size, cost and CPU latency of the detector ``compose("train", overrides)`` describes.
 
-    The time is the median of ``repeats`` eval-mode ``predict`` calls on one seeded noise image
+    The time is the median of ``repeats`` ``predict`` calls of the detector prepared for
+    inference (:func:`~qmimic.models.inference.for_inference`) on one seeded noise image
     ``[3, H, W]`` (batch 1, after one warm-up call); the caller sets the thread count.
 
     Args:
@@ -97,7 +100,7 @@ def latency_row(
         "size": [int(size[0]), int(size[1])],
         "parameters": int(report["parameters"]),
         "gflops": float(report["gflops"]),
-        "ms": float(median_ms(detector, image, repeats)),
+        "ms": float(median_ms(for_inference(detector), image, repeats)),
         "proposals": scored_proposals(detector, image),
     }
 

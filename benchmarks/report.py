@@ -1,6 +1,6 @@
 """Tables and plots of a benchmark's ``bench/results.json`` (written by ``make bench``).
 
-Used by the benchmark itself and by ``notebooks/02_results.ipynb``. The JSON holds four optional
+Used by the benchmark itself and by ``notebooks/02_results.ipynb``. The JSON holds optional
 sections, each present when it was run:
 
 - ``quality``: ``rows`` per stage (teacher, qteacher, scratch, quant, mimic, qmimic) with
@@ -11,8 +11,12 @@ sections, each present when it was run:
   ``not_run`` (``width``, ``reason``);
 - ``speed``: ``latency`` rows (``model``, ``arch``, ``width``, ``size`` [H, W], ``parameters``,
   ``gflops``, ``ms``, ``proposals``), ``latency_ratio``, ``train_step``, ``eval``, ``loader``;
-- ``int8``: ``rows`` (``runtime``, ``ms``, ``voc07_map``, ``map``), ``speedup``,
-  ``voc07_map_cost``.
+- ``inference``: ``models`` (teacher, student: ``model``, ``ms`` by runtime,
+  ``prepared_detects_the_same``, ``onnx_agreement``), ``floor_ms``, ``teacher_over_student``,
+  ``student_over_floor``, ``profile`` rows (``operator``, ``calls``, ``ms``, ``share``),
+  ``size``, ``threads``, ``load_average``;
+- ``int8`` (the student) and ``int8_teacher``: ``model``, ``size``, ``rows`` (``runtime``,
+  ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``.
 
 Plots need matplotlib (``pip install 'qmimic[report]'``).
 """
@@ -20,6 +24,7 @@ Plots need matplotlib (``pip install 'qmimic[report]'``).
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +179,9 @@ def inference_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def int8_table(results: dict) -> str:
-    """The exported student in PyTorch, onnxruntime float32 and onnxruntime int8."""
-    int8 = results["int8"]
+def int8_table(results: dict, key: str = "int8") -> str:
+    """An exported model (section ``key``) in PyTorch, onnxruntime float32 and int8."""
+    int8 = results[key]
     rows = [
         [r["runtime"], f"{r['ms']:.1f}", f"{100 * r['voc07_map']:.1f}", f"{100 * r['map']:.1f}"]
         for r in int8["rows"]
@@ -197,7 +202,8 @@ SECTIONS = (
     ("speed", "Speed: CPU latency per image", latency_table),
     ("speed", "Speed: training, evaluation, data loading", cost_table),
     ("inference", "Speed: inference at 600x1000 in PyTorch and onnxruntime", inference_tables),
-    ("int8", "int8 export", int8_table),
+    ("int8", "int8 export: the Quantization Mimic student", int8_table),
+    ("int8_teacher", "int8 export: the teacher", partial(int8_table, key="int8_teacher")),
 )
 
 

@@ -132,6 +132,12 @@ def bench_results_example() -> dict:
             ("student", 0.0625, [600, 1000], 60_000, 0.5, 40.0),
         )
     ]
+    runtimes = ("PyTorch as built", "PyTorch for inference", "onnxruntime float32",
+                "onnxruntime int8")  # fmt: skip
+
+    def timings(*ms: float) -> dict[str, float]:
+        return dict(zip(runtimes, ms, strict=True))
+
     return {
         "meta": {"quick": False, "torch": "2.x", "threads": 2, "started": "2026-01-01T00:00:00",
                  "wall_time_s": 600.0, "load_average": 0.5, "seeds": [0, 1, 2], "schedule": []},
@@ -154,6 +160,20 @@ def bench_results_example() -> dict:
                            "ratio": 68 / 62, "target": 1.15, "batch": 4, "size": 192},
             "eval": {"images": 4952, "qmimic_s": 0.8, "torchmetrics_s": 9.0, "speedup": 11.25},
             "loader": {"images_per_s": 310.0, "images": 400, "batch_size": 4, "num_workers": 0},
+        },
+        "inference": {
+            "size": [600, 1000], "threads": 2, "load_average": 0.3, "repeats": 30,
+            "models": [
+                {"model": "teacher", "ms": timings(1800.0, 1400.0, 1500.0, 500.0),
+                 "prepared_detects_the_same": True, "onnx_agreement": "1 images, 0 unmatched",
+                 "onnx_agrees": True},
+                {"model": "student", "ms": timings(45.0, 35.0, 30.0, 40.0),
+                 "prepared_detects_the_same": True, "onnx_agreement": "1 images, 0 unmatched",
+                 "onnx_agrees": True},
+            ],
+            "floor_ms": 20.0, "teacher_over_student": 40.0, "student_over_floor": 1.75,
+            "profile": [{"operator": "aten::mkldnn_convolution", "calls": 23, "ms": 15.0,
+                         "share": 0.5}],
         },
         "int8": {"model": "qmimic seed 0", "size": [192, 192], "speedup": 1.6,
                  "voc07_map_cost": 0.004,

@@ -22,6 +22,18 @@ def test_markdown_report_shows_every_section_with_figures_in_points():
     assert "1.097 x (student + teacher)" in text
     assert "| onnxruntime int8 | 10.0 | 27.6 | 13.8 |" in text
     assert "1.60x the speed of float32, 0.4 points of VOC07 mAP lost" in text
+    assert "| student | 45.0 | 35.0 | 30.0 | 40.0 | 0.75x |" in text
+    assert "student / floor 1.75 (target <= 2)" in text and "40.0x faster than the teacher" in text
+    assert "int8 teacher: 3.00x its float32 speed" in text
+    assert "| `aten::mkldnn_convolution` | 23 | 15.00 | 50.0% |" in text
+    assert "int8 export: the teacher" not in text  # a section that was not run
+
+
+def test_teacher_int8_section_has_its_own_heading():
+    results = bench_results_example()
+    results["int8_teacher"] = {**results["int8"], "model": "teacher seed 0", "speedup": 2.0}
+    text = markdown_report(results)
+    assert "## int8 export: the teacher" in text and "teacher seed 0: int8 is 2.00x" in text
 
 
 def test_int8_line_says_gained_when_int8_scores_higher():
@@ -32,7 +44,7 @@ def test_int8_line_says_gained_when_int8_scores_higher():
 
 def test_report_leaves_out_sections_that_were_not_run():
     results = bench_results_example()
-    del results["widths"], results["int8"]
+    del results["widths"], results["int8"], results["inference"]
     text = markdown_report(results)
     assert "int8" not in text and "against width" not in text and "## Quality" in text
 
