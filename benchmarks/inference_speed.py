@@ -53,11 +53,12 @@ def median_ms(step: Callable[[], object], repeats: int) -> float:
 
 
 def floor_step(student: TwoStageDetector, image: torch.Tensor) -> Callable[[], object]:
-    """The student's convolutions alone: trunk, RPN head, ``layer4`` on 300 pooled regions."""
+    """The student's convolutions alone: trunk, RPN head, ``layer4`` on as many pooled regions
+    as the test budget keeps (300 at the VOC budgets)."""
     batch, _ = student.prepare([image])
     features = student.features(batch)
     size = student.roi_heads.box_roi_pool.output_size
-    pooled = torch.rand(300, features.shape[1], size, size)
+    pooled = torch.rand(student.eval().rpn.post_nms_top_n(), features.shape[1], size, size)
 
     def step() -> object:
         maps = student.trunk(batch.tensors)
@@ -100,16 +101,17 @@ def onnx_models(detector: TwoStageDetector, image: torch.Tensor, folder: Path) -
     export_onnx(detector, float_path, image)
     float_model = OnnxDetector(float_path)
     agreement = check_against(detector, float_model, [image])
-    quantize_int8(float_path, int8_path, random_images(IMAGE_SIZE, CALIBRATION_IMAGES, seed=1))
+    size = tuple(image.shape[-2:])
+    quantize_int8(float_path, int8_path, random_images(size, CALIBRATION_IMAGES, seed=1))
     return {"float": float_model, "int8_path": int8_path, "agreement": agreement.summary(),
             "agrees": agreement.passed}  # fmt: skip
 
 
 def time_model(
-    role: str, image: torch.Tensor, repeats: int, threads: int, work: Path
+    role: str, image: torch.Tensor, repeats: int, threads: int, work: Path, base: list[str]
 ) -> tuple[dict, TwoStageDetector]:
     """Every runtime of one detector: its row of the table, and the prepared PyTorch model."""
-    detector, _ = build([*VOC, f"model.width={WIDTHS[role]}"])
+    detector, _ = build([*base, f"model.width={WIDTHS[role]}"])
     prepared = for_inference(copy.deepcopy(detector))
     with torch.inference_mode():
         identical = same_detections(detector.predict([image])[0], prepared.predict([image])[0])
@@ -134,23 +136,33 @@ def time_model(
     return row, prepared
 
 
-def measure(repeats: int, threads: int, work: Path | None = None) -> dict:
+def measure(
+    repeats: int,
+    threads: int,
+    work: Path | None = None,
+    base: list[str] = VOC,
+    size: tuple[int, int] = IMAGE_SIZE,
+) -> dict:
     """The ``inference`` section of ``bench/results.json``: per model ``ms`` by runtime, the
-    student's convolution floor and the ratios, and the prepared student's profile."""
+    student's convolution floor and the ratios, and the prepared student's profile.
+
+    ``base`` (train-config overrides the models are built from) and ``size`` (the image) are the
+    VOC configs at 600x1000 unless a caller (a test) asks for a smaller case.
+    """
     torch.set_num_threads(threads)
     load = os.getloadavg()[0]
-    image = torch.rand(3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(prefix="qmimic-inference-") as scratch:
         work = work or Path(scratch)
-        teacher, _ = time_model("teacher", image, max(3, repeats // 5), threads, work)
-        student, prepared = time_model("student", image, repeats, threads, work)
+        teacher, _ = time_model("teacher", image, max(3, repeats // 5), threads, work, base)
+        student, prepared = time_model("student", image, repeats, threads, work, base)
     with torch.inference_mode():
         floor_ms = median_ms(floor_step(prepared, image), repeats)
         profile_table = profile_rows(lambda: prepared.predict([image]))
     print(f"  student convolutions alone: {floor_ms:.1f} ms", flush=True)
     teacher_ms, student_ms = teacher["ms"][RUNTIMES[1]], student["ms"][RUNTIMES[1]]
     return {
-        "size": list(IMAGE_SIZE),
+        "size": list(size),
         "threads": threads,
         "load_average": load,
         "repeats": repeats,

@@ -100,3 +100,21 @@ def test_detections_picture_tiles_drawn_test_images(shapes_cache: Path, tmp_path
     with Image.open(target) as picture:
         assert picture.format == "JPEG"
         assert picture.size == (2 * side + 3 * 6, side + 2 * 6)  # two tiles and 6 px padding
+
+
+def test_inference_section_times_every_runtime(tmp_path: Path) -> None:
+    import inference_speed
+
+    section = inference_speed.measure(
+        repeats=1, threads=1, work=tmp_path, base=SHAPES_AT_64, size=(64, 96)
+    )
+    assert [m["model"] for m in section["models"]] == list(inference_speed.MODELS.values())
+    for model in section["models"]:
+        assert list(model["ms"]) == list(inference_speed.RUNTIMES)
+        assert all(ms > 0 for ms in model["ms"].values())
+        assert model["prepared_detects_the_same"] and model["onnx_agrees"], model
+    assert (tmp_path / "student" / "int8.onnx").is_file()
+    assert section["floor_ms"] > 0 and section["size"] == [64, 96]
+    student_ms = section["models"][1]["ms"]["PyTorch for inference"]
+    assert section["student_over_floor"] == pytest.approx(student_ms / section["floor_ms"])
+    assert section["profile"] and sum(p["share"] for p in section["profile"]) <= 1 + 1e-9

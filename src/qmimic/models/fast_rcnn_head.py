@@ -149,7 +149,7 @@ class FastRCNNHead(RoIHeads):
         images in order; returns per image ``boxes`` ``[D, 4]``, ``scores`` ``[D]``, ``labels``
         ``[D]`` (1..K-1).
         """
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]  # shape, not len: stays dynamic when traced
         decoded = self.box_coder.decode(box_regression, proposals).split(counts)
         probabilities = class_logits.softmax(-1).split(counts)
         all_boxes, all_scores, all_labels = [], [], []
