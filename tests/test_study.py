@@ -175,3 +175,12 @@ def test_selection_rule_picks_the_highest_qmimic_gain_and_keeps_defaults_on_a_ti
     variants = {"defaults": block(0.01), "a": block(0.05), "b": block(0.03)}
     assert selected_variant(variants) == ("a", 0.05)
     assert selected_variant({"x": block(0.02), "defaults": block(0.02)}) == ("defaults", 0.02)
+
+
+def test_selection_line_says_whether_a_confirmation_backs_the_pick():
+    from qmimic.study.report import selection_line
+
+    variants = {"defaults": {"comparisons": {"differences": {"qmimic - scratch": {"mean": 0.01}}}}}
+    assert "the confirmation runs the defaults" in selection_line(variants, confirmed=True)
+    unconfirmed = selection_line(variants, confirmed=False)
+    assert "no confirmation is recorded here" in unconfirmed and "`defaults`" in unconfirmed

@@ -170,15 +170,21 @@ def selected_variant(variants: dict) -> tuple[str, float] | None:
     return name, mean
 
 
-def selection_line(variants: dict) -> str:
+def selection_line(variants: dict, confirmed: bool) -> str:
+    """What the selection rule picks; ``confirmed``: whether this study holds a confirmation."""
     picked = selected_variant(variants)
     if picked is None:
         return ""
     name, mean = picked
+    after = (
+        "the confirmation runs the defaults that were committed after tuning."
+        if confirmed
+        else "no confirmation is recorded here, so a setting picked here becomes a default only "
+        "after a confirmation phase on new seeds supports it."
+    )
     return (
         f"Selection rule, fixed before tuning: {SELECTION_RULE}. It picks `{name}` "
-        f"(qmimic - scratch {pct(mean, signed=True)} points); the confirmation runs the defaults "
-        "that were committed after tuning."
+        f"(qmimic - scratch {pct(mean, signed=True)} points); {after}"
     )
 
 
@@ -191,7 +197,8 @@ def markdown(results: dict, preamble: str) -> str:
         lines += block_markdown("Defaults", confirmation) + [""]
     tuning = (results.get("tuning") or {}).get("variants", {})
     if tuning:
-        lines += ["## Tuning (settings chosen on these seeds only)", "", selection_line(tuning)]
+        lines += ["## Tuning (settings chosen on these seeds only)", ""]
+        lines.append(selection_line(tuning, confirmed=bool(confirmation)))
         lines += ["", tuning_summary(tuning)]
         for name, block in tuning.items():
             lines += block_markdown(f"`{name}`", block) + [""]
