@@ -87,6 +87,15 @@ def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path)
     return path
 
 
+def assert_same_detections(expected: list[dict], got: list[dict]) -> None:
+    """Per image: some detections, the same labels, boxes and scores equal within float
+    rounding (what a model prepared for inference must keep)."""
+    for e, g in zip(expected, got, strict=True):
+        assert len(e["boxes"]) > 0 and torch.equal(e["labels"], g["labels"])
+        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+
+
 def _stat(*values: float) -> dict:
     return stat(list(values))
 

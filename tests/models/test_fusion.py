@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from helpers import TINY_DETECTOR
+from helpers import TINY_DETECTOR, assert_same_detections
 from qmimic.models import build_detector
 from qmimic.models.fusion import fold_batchnorm
 from qmimic.models.input_transform import InputTransform
@@ -40,10 +40,7 @@ def test_folded_detector_detects_the_same(framework: str):
     images = [torch.rand(3, 96, 96), torch.rand(3, 80, 96)]
     with torch.inference_mode():
         expected, got = detector.predict(images), folded.predict(images)
-    for e, g in zip(expected, got, strict=True):
-        assert len(e["boxes"]) > 0 and torch.equal(e["labels"], g["labels"])
-        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=1e-4)
-        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+    assert_same_detections(expected, got)
 
 
 def test_folding_refuses_a_training_model():

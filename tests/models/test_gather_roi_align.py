@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from helpers import TINY_DETECTOR
+from helpers import TINY_DETECTOR, assert_same_detections
 from qmimic.models import build_detector
 from qmimic.models.fast_rcnn_head import SingleMapRoIAlign
 from qmimic.models.gather_roi_align import gather_roi_align
@@ -71,7 +71,4 @@ def test_prepared_detector_detects_the_same():
     images = [torch.rand(3, 96, 96), torch.rand(3, 80, 96)]
     with torch.inference_mode():
         expected, got = detector.predict(images), prepared.predict(images)
-    for e, g in zip(expected, got, strict=True):
-        assert len(e["boxes"]) > 0 and torch.equal(e["labels"], g["labels"])
-        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=1e-4)
-        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+    assert_same_detections(expected, got)

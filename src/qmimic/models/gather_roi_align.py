@@ -79,8 +79,10 @@ def gather_roi_align(
         raise ValueError(f"gather_roi_align needs a fixed sampling_ratio > 0, got {sampling_ratio}")
     batch, channels, height, width = features.shape
     regions = torch.cat(boxes) * spatial_scale - 0.5  # aligned: half-pixel offset
-    images = torch.cat([torch.full((len(b),), i, dtype=torch.int64) for i, b in enumerate(boxes)])
-    images = images.to(features.device)
+    images = torch.cat([
+        torch.full((len(b),), i, dtype=torch.int64, device=features.device)
+        for i, b in enumerate(boxes)
+    ])  # fmt: skip
     count = len(regions)
     y_cells, y_weights = _axis_taps(
         regions[:, 1], regions[:, 3] - regions[:, 1], output_size, sampling_ratio, height
