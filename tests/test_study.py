@@ -184,3 +184,65 @@ def test_selection_line_says_whether_a_confirmation_backs_the_pick():
     assert "the confirmation runs the defaults" in selection_line(variants, confirmed=True)
     unconfirmed = selection_line(variants, confirmed=False)
     assert "no confirmation is recorded here" in unconfirmed and "`defaults`" in unconfirmed
+
+
+def test_a_new_confirmation_keeps_the_one_before_and_needs_fresh_seeds(tmp_path: Path, capsys):
+    from qmimic.study.report import record_confirmation
+
+    first = phase_block(synthetic_results([10, 11]), [10, 11], [], {"student": {"regions": "s"}})
+    results = record_confirmation({}, first)
+    assert record_confirmation(dict(results), first) == {"confirmation": first}  # re-collected
+    second = phase_block(synthetic_results([15, 16]), [15, 16], [], {"student": {"regions": "t"}})
+    results = record_confirmation(results, second)
+    assert results["confirmation"]["seeds"] == [15, 16]
+    assert [b["seeds"] for b in results["earlier_confirmations"]] == [[10, 11]]
+    write_study(tmp_path, results, "preamble")
+    text = (tmp_path / "results.md").read_text()
+    assert text.index("## Confirmation") < text.index("## Earlier confirmations")
+    assert "### Defaults then (seeds 10, 11)" in text and "Recipe: `student.regions=s`." in text
+
+    before = (tmp_path / "results.json").read_bytes()
+    argv = ["--phase", "confirmation", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    for seeds in (["11", "20"], ["15", "21"]):  # an earlier confirmation's seed; the current one's
+        with pytest.raises(SystemExit) as exit_info:
+            study_main([*argv, "--seeds", *seeds])
+        assert exit_info.value.code == 2
+        assert "a new confirmation needs seeds no confirmation has seen" in capsys.readouterr().err
+    assert (tmp_path / "results.json").read_bytes() == before
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_variants_trains_just_the_defaults_runs_a_variant_links_to(tmp_path: Path):
+    stages = load_stages("shapes")
+    teacher_side = Variant(("teacher:trainer.max_epochs=6",))
+    students_only = Variant(("qmimic:module.mimic_weight=2",))
+    calls: list = []
+    for variant in (teacher_side, students_only):
+        run_seed(
+            0, [variant], stages, tmp_path, "tuning", [], runner=fake_runner(calls),
+            all_defaults=False,
+        )  # fmt: skip
+    trained = [(folder, stage) for folder, _, stage, _ in calls]
+    own_teacher = ["teacher", "qteacher", "ftteacher", "mimic", "qmimic"]
+    assert trained == [
+        ("defaults", "scratch"),  # a new teacher still shares the students trained without one
+        ("defaults", "quant"),
+        *((teacher_side.folder, s) for s in own_teacher),
+        *(("defaults", s) for s in ["teacher", "qteacher", "ftteacher", "mimic"]),
+        (students_only.folder, "qmimic"),
+    ]
+
+
+def test_only_variants_needs_a_sweep_and_the_defaults_block_of_the_same_seeds(
+    tmp_path: Path, capsys
+):
+    write_study(
+        tmp_path, {"tuning": {"variants": {"defaults": phase_block(synthetic_results([0, 1]),
+                                                                  [0, 1], [])}}}, ""
+    )  # fmt: skip
+    argv = ["--phase", "tuning", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    for extra in (["--seeds", "0", "1"], ["--seeds", "0", "2", "--sweep", "teacher:seed=1,2"]):
+        with pytest.raises(SystemExit):
+            study_main([*argv, "--only-variants", *extra])
+        assert "--only-variants keeps the defaults' tuning block" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

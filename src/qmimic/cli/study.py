@@ -8,8 +8,10 @@ intervals, seeds won, and the share of the scratch -> teacher gap each student c
 Pre-registration: settings are chosen in the ``tuning`` phase, where ``--sweep`` adds ablation
 variants (Hydra sweep syntax, pipeline scopes: ``qmimic:module.mimic_weight=0.5,2``); the
 ``confirmation`` phase runs the committed defaults only, on seeds the tuning phase never used
-(the command refuses overlapping seeds, in either direction). Finished runs are reused, so the
-same command resumes a study that was stopped.
+(the command refuses overlapping seeds, in either direction). A new confirmation, after the
+defaults changed, needs seeds no earlier confirmation used; the earlier one stays in the results
+beside it. Finished runs are reused, so the same command resumes a study that was stopped; a
+finished run whose settings no longer match is refused rather than reused.
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from qmimic.conf import options
+from omegaconf import OmegaConf
+
+from qmimic.conf import load_config, options
 from qmimic.errors import UserError, exit_on_user_error
 from qmimic.runs.log import get_logger
 from qmimic.runs.results import check_output_folder
+from qmimic.runs.stage_runs import overrides_for
 from qmimic.stages import load_stages
-from qmimic.study.report import load_results, phase_block, used_seeds, write_study
+from qmimic.study.report import (
+    load_results,
+    phase_block,
+    record_confirmation,
+    used_seeds,
+    write_study,
+)
 from qmimic.study.runner import collect, run_all, run_seed, variant_out
 from qmimic.study.variants import Variant, expand
 
@@ -47,6 +58,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--sweep", action="append", default=[], metavar="[SCOPE:]KEY=V1,V2",
         help="tuning only: an ablation swept like a Hydra multirun override; repeat for a "
         "cartesian product. SCOPE: a stage, 'students', or stages joined by commas",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only-variants", action="store_true",
+        help="tuning with --sweep: train the swept variants (and the defaults' runs they link "
+        "to) but keep the defaults' block already in the results for these seeds",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
@@ -74,7 +90,8 @@ def _rejoin_sweeps(argv: list[str], overrides: list[str]) -> list[str]:
 
 
 def check_seeds(results: dict, phase: str, seeds: list[int]) -> None:
-    """Refuse seeds the other phase has used: tuning seeds must never be confirmation seeds."""
+    """Refuse seeds the other phase has used (tuning seeds must never be confirmation seeds),
+    and, for a new confirmation, seeds an earlier confirmation used."""
     other = "confirmation" if phase == "tuning" else "tuning"
     overlap = sorted(set(seeds) & used_seeds(results, other))
     if overlap:
@@ -82,6 +99,37 @@ def check_seeds(results: dict, phase: str, seeds: list[int]) -> None:
             f"seeds {overlap} were used in the {other} phase of this study; the {phase} phase "
             f"needs other seeds (tuning and confirmation seeds never overlap)"
         )
+    current = (results.get("confirmation") or {}).get("seeds")
+    if phase == "confirmation" and seeds != current:
+        seen = sorted(set(seeds) & used_seeds(results, "confirmation"))
+        if seen:
+            raise UserError(
+                f"seeds {seen} were used by an earlier confirmation (seeds {current}); a new "
+                "confirmation needs seeds no confirmation has seen, or pass exactly "
+                f"--seeds {' '.join(map(str, current or []))} to collect that one again"
+            )
+
+
+def check_only_variants(args: argparse.Namespace, results: dict) -> None:
+    """``--only-variants`` needs a sweep and a defaults block of the same seeds to keep."""
+    if not args.only_variants:
+        return
+    defaults = (results.get("tuning") or {}).get("variants", {}).get("defaults") or {}
+    if args.phase != "tuning" or not args.sweep or defaults.get("seeds") != args.seeds:
+        raise UserError(
+            "--only-variants keeps the defaults' tuning block of the same seeds: use it in the "
+            f"tuning phase with --sweep, after a tuning run of the defaults on --seeds "
+            f"{' '.join(map(str, args.seeds))} (found: {defaults.get('seeds') or 'none'})"
+        )
+
+
+def composed_recipe(stages: list, overrides: list[str]) -> dict:
+    """The ``recipe`` node the qmimic stage composes with ``overrides`` (what the defaults of
+    this study were, recorded beside its numbers)."""
+    qmimic = next(s for s in stages if s.name == "qmimic")
+    reaching = overrides_for(qmimic, stages, overrides)
+    cfg = load_config("train", [f"+experiment={qmimic.experiment}", *reaching])
+    return OmegaConf.to_container(cfg.recipe, resolve=True)
 
 
 def preamble(data: str, schedule: list[str]) -> str:
@@ -114,10 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     variants = [Variant(), *expand(args.sweep, stages)]
     results = load_results(args.out / "results.json")
     check_seeds(results, args.phase, args.seeds)
+    check_only_variants(args, results)
     schedule = [*SCHEDULE, *args.overrides]
     lane = partial(
         run_seed, variants=variants, stages=stages, runs=args.runs, phase=args.phase,
-        schedule=schedule, quiet=args.jobs > 1,
+        schedule=schedule, quiet=args.jobs > 1, all_defaults=not args.only_variants,
     )  # fmt: skip
     run_all(args.seeds, args.jobs, lambda seed, env: lane(seed, env=env))
     blocks = {
@@ -125,15 +174,17 @@ def main(argv: list[str] | None = None) -> None:
             collect(variant_out(args.runs, args.phase, v), args.seeds, stages),
             args.seeds,
             [*schedule, *v.overrides],
+            composed_recipe(stages, [*schedule, *v.overrides]),
         )
         for v in variants
+        if v.overrides or not args.only_variants
     }
     results = load_results(args.out / "results.json")  # again: another phase may have written
     if args.phase == "tuning":
         section = results.setdefault("tuning", {"variants": {}})
         section["variants"].update(blocks)
     else:
-        results["confirmation"] = blocks["defaults"]
+        record_confirmation(results, blocks["defaults"])
     for path in write_study(args.out, results, preamble(args.data, schedule)):
         log.info("written %s", path)
 

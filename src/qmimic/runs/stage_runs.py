@@ -2,7 +2,9 @@
 
 The pipeline and the study lay runs out as ``<out>/seed<k>/<stage>/``; a stage whose
 ``results.json`` exists is finished and is not run again, and one with a ``checkpoints/last.ckpt``
-but no results was cut short and resumes from it.
+but no results was cut short and resumes from it. A finished run is reused only while its saved
+config (``.hydra/config.yaml``) is what the same command composes now: a run trained before a
+recipe or override changed is refused, not passed off as a run of the new settings.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from qmimic.conf import load_config
+from qmimic.errors import UserError
 from qmimic.runs.log import get_logger
 from qmimic.stages import Stage
 
@@ -49,6 +56,56 @@ def stage_dir(out: Path, seed: int, stage: str) -> Path:
     return out / f"seed{seed}" / stage
 
 
+# Hydra's compose API keeps one global state: the study's lanes (threads) compose one at a time.
+_COMPOSE_LOCK = threading.Lock()
+
+
+def _flatten(node: object, prefix: str = "") -> dict[str, object]:
+    """A nested config container as ``{"dotted.key": leaf}``."""
+    if isinstance(node, dict) and node:
+        flat: dict[str, object] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): node}
+
+
+def changed_settings(folder: Path, command: Sequence[str], inputs: Collection[str]) -> list[str]:
+    """The dotted keys whose value in the run saved in ``folder`` differs from what the
+    ``qmimic.train`` arguments ``command`` compose to now (both unresolved), ``inputs`` (the
+    checkpoints handed over, whose own runs are checked on their own) left out. ``[]`` when
+    the run saved no config."""
+    saved_path = folder / ".hydra" / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    with _COMPOSE_LOCK:
+        now = OmegaConf.to_container(load_config("train", command))
+    saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+    flat_now, flat_saved = _flatten(now), _flatten(saved)
+    keys = sorted(set(flat_now) | set(flat_saved))
+    return [
+        k
+        for k in keys
+        if k.split(".")[0] not in inputs
+        and flat_now.get(k, "<unset>") != flat_saved.get(k, "<unset>")
+    ]
+
+
+def check_reusable(folder: Path, stage: Stage, command: Sequence[str]) -> None:
+    """Raise :class:`UserError` when the finished run in ``folder`` was trained with settings
+    other than those ``command`` asks for now."""
+    changed = changed_settings(folder, command, {"ckpt_path", *stage.needs})
+    if changed:
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        raise UserError(
+            f"{folder} holds a finished {stage.name} run trained with other settings ({shown} "
+            "differ from the current config); move that folder away to train the stage again, "
+            "or write the runs to another output folder"
+        )
+
+
 def run_stage(
     stage: Stage,
     seed: int,
@@ -67,13 +124,15 @@ def run_stage(
     """
     folder = stage_dir(out, seed, stage.name)
     results_path = folder / "results.json"
-    if results_path.is_file():
-        log.info("[seed %d] %s: done before, skipped", seed, stage.name)
-        return json.loads(results_path.read_text())
     inputs = [
         f"{key}={stage_dir(out, seed, source) / 'checkpoints' / 'last.ckpt'}"
         for key, source in stage.needs.items()
     ]
+    named = [f"+experiment={stage.experiment}", f"seed={seed}"]
+    if results_path.is_file():
+        check_reusable(folder, stage, [*named, *inputs, *overrides])
+        log.info("[seed %d] %s: done before, skipped", seed, stage.name)
+        return json.loads(results_path.read_text())
     interrupted = folder / "checkpoints" / "last.ckpt"
     if interrupted.is_file():  # a stage cut short earlier: resume it
         inputs.append(f"ckpt_path={interrupted}")
@@ -81,8 +140,7 @@ def run_stage(
         sys.executable,
         "-m",
         "qmimic.train",
-        f"+experiment={stage.experiment}",
-        f"seed={seed}",
+        *named,
         f"hydra.run.dir={folder}",
         *inputs,
         *overrides,

@@ -2,9 +2,12 @@
 ``results.md`` (the tables) and ``results.png`` (per-seed mAP and the paired differences).
 
 ``results.json`` holds a ``tuning`` section (one block per variant) and a ``confirmation`` section
-(one block); a phase rewrites only its own section. Each block: ``seeds``, ``overrides``, per
-metric the values per stage (fractions in [0, 1], one per seed in ``seeds`` order), and the
-paired comparisons of :func:`qmimic.study.statistics.compare`.
+(one block, the latest confirmation); a phase rewrites only its own section. A confirmation on
+new seeds (after the defaults changed) moves the one before it to ``earlier_confirmations``, so a
+confirmation that failed stays on record beside the one that replaced it. Each block: ``seeds``,
+``overrides``, the ``recipe`` its defaults composed (where recorded), per metric the values per
+stage (fractions in [0, 1], one per seed in ``seeds`` order), and the paired comparisons of
+:func:`qmimic.study.statistics.compare`.
 """
 
 from __future__ import annotations
@@ -25,10 +28,18 @@ TARGETS = (
 )
 
 
-def phase_block(results: dict[str, list[dict]], seeds: list[int], overrides: list[str]) -> dict:
+def phase_block(
+    results: dict[str, list[dict]],
+    seeds: list[int],
+    overrides: list[str],
+    recipe: dict | None = None,
+) -> dict:
     """The results.json block of one variant: values per stage and the comparisons on VOC07
-    mAP (``comparisons``) and COCO mAP (``comparisons_map``)."""
+    mAP (``comparisons``) and COCO mAP (``comparisons_map``); ``recipe``: the composed
+    ``recipe`` config node the variant trained with."""
     block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
+    if recipe is not None:
+        block["recipe"] = recipe
     for name, key in METRIC_KEYS.items():
         block[name] = metric_table(results, key)
     before = [r.get("float/test/voc07_map") for r in results.get("qteacher", [])]
@@ -44,10 +55,24 @@ def load_results(path: Path) -> dict:
 
 
 def used_seeds(results: dict, phase: str) -> set[int]:
-    """The seeds ``phase`` has run in any variant (empty when it has not run)."""
-    section = results.get(phase) or {}
-    blocks = section.get("variants", {}).values() if phase == "tuning" else [section]
+    """The seeds ``phase`` has run in any variant or earlier confirmation (empty when it has
+    not run)."""
+    if phase == "tuning":
+        blocks = list((results.get("tuning") or {}).get("variants", {}).values())
+    else:
+        blocks = [results.get("confirmation") or {}, *results.get("earlier_confirmations", [])]
     return {seed for block in blocks for seed in block.get("seeds", [])}
+
+
+def record_confirmation(results: dict, block: dict) -> dict:
+    """``results`` with ``block`` as its confirmation. The same seeds again replace the block
+    (a resumed or re-collected confirmation); other seeds mean new defaults were confirmed, and
+    the block before goes to ``earlier_confirmations``."""
+    current = results.get("confirmation")
+    if current and current["seeds"] != block["seeds"]:
+        results.setdefault("earlier_confirmations", []).append(current)
+    results["confirmation"] = block
+    return results
 
 
 def pct(value: float | None, signed: bool = False) -> str:
@@ -117,10 +142,24 @@ def target_lines(block: dict) -> list[str]:
     return lines
 
 
+def recipe_line(recipe: dict | None) -> str:
+    """The stages' recipe settings on one line (``student.regions=teacher, ...``)."""
+    if recipe is None:
+        return "Recipe: not recorded in this block."
+    pairs = [
+        f"{group}.{key}={value}"
+        for group, settings in recipe.items()
+        if isinstance(settings, dict)
+        for key, value in settings.items()
+    ]
+    return f"Recipe: `{' '.join(pairs)}`."
+
+
 def block_markdown(title: str, block: dict) -> list[str]:
     lines = [f"### {title}", "", f"Seeds: {', '.join(map(str, block['seeds']))}."]
     if block["overrides"]:
         lines.append(f"Overrides: `{' '.join(block['overrides'])}`.")
+    lines.append(recipe_line(block.get("recipe")))
     lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]
     lines += ["Paired differences, VOC07 mAP@0.5:", "", difference_table(block["comparisons"])]
     lines += gap_lines(block["comparisons"])
@@ -195,6 +234,19 @@ def markdown(results: dict, preamble: str) -> str:
         lines += ["## Confirmation (seeds never used for tuning)", ""]
         lines += target_lines(confirmation) + [""]
         lines += block_markdown("Defaults", confirmation) + [""]
+    earlier = results.get("earlier_confirmations", [])
+    if earlier:
+        lines += [
+            "## Earlier confirmations (defaults since changed)",
+            "",
+            "Each ran the defaults of its time on its own fresh seeds; they are kept so that a "
+            "failed confirmation stays on record. The latest one is above.",
+            "",
+        ]
+        for block in earlier:
+            seeds = ", ".join(map(str, block["seeds"]))
+            lines += target_lines(block) + [""]
+            lines += block_markdown(f"Defaults then (seeds {seeds})", block) + [""]
     tuning = (results.get("tuning") or {}).get("variants", {})
     if tuning:
         lines += ["## Tuning (settings chosen on these seeds only)", ""]

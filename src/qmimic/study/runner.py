@@ -49,17 +49,23 @@ def run_seed(
     env: dict[str, str] | None = None,
     quiet: bool = False,
     runner: Callable[..., dict] = run_stage,
+    all_defaults: bool = True,
 ) -> None:
     """Every stage of the defaults, then of each other variant, for one seed.
 
     ``schedule`` overrides reach every variant; ``runner`` trains one stage (the real
-    :func:`run_stage`; tests pass a fake).
+    :func:`run_stage`; tests pass a fake). ``all_defaults=False`` trains only the defaults'
+    stages that another variant links to (an ablation that replaces the teacher needs none).
     """
     defaults_out = variant_out(runs, phase, Variant())
-    for variant in [Variant(), *(v for v in variants if v.overrides)]:
+    swept = [v for v in variants if v.overrides]
+    linked = set().union(*(reused_stages(v, stages) for v in swept))
+    for variant in [Variant(), *swept]:
         out = variant_out(runs, phase, variant)
         reused = reused_stages(variant, stages) if variant.overrides else set()
         for stage in stages:
+            if not (variant.overrides or all_defaults or stage.name in linked):
+                continue
             if stage.name in reused:
                 link_to_defaults(defaults_out, out, seed, stage.name)
                 continue
