@@ -35,9 +35,17 @@ def test_fast_dev_run_writes_results(shapes_cache: Path, tmp_path: Path):
         assert isinstance(results[key], float) and 0.0 <= results[key] <= 1.0
     assert results["experiment"] == "scratch_shapes"
     assert results["seed"] == 0 and results["parameters"] > 0 and results["wall_time_s"] > 0
+    environment = results["environment"]  # what else the numbers depend on
+    assert environment["torch"] == torch.__version__.split("+")[0]
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["threads"] >= 1 and environment["cuda_device"] is None
     assert result.stdout.count("test/voc07_map") == 1  # the metrics, printed once
     log = (run_dir / "train.log").read_text()  # what the run said, also on file
-    for message in ("model: resnet18 faster_rcnn width=0.0625", "results written to"):
+    for message in (
+        "model: resnet18 faster_rcnn width=0.0625",
+        f"environment: torch {environment['torch']}",
+        "results written to",
+    ):
         assert message in log and message in result.stdout
     assert "test/map_50" in log
 

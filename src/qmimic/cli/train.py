@@ -30,6 +30,7 @@ from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.runs.callbacks import ConfigInCheckpoint, RandomStateInCheckpoint
 from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
+from qmimic.runs.environment import describe, run_environment
 from qmimic.runs.log import format_metrics, get_logger
 from qmimic.runs.results import write_json, write_text
 
@@ -139,6 +140,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     report = model_report(module.net)  # at the test-time input size and proposal budget
+    environment = run_environment()
+    log.info("environment: %s", describe(environment))
     height, width = report["input_size"]
     log.info(
         "model: %s %s width=%s parameters=%s GFLOPs=%.3f at %dx%d",
@@ -172,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "output_dir": str(output_dir),
+        "environment": environment,
         **before,
         **validated,
         **{k: float(v) for k, v in metrics.items()},
