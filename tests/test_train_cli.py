@@ -139,3 +139,21 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_checkpoints_finite(
     for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):  # what is on disk stays usable
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_a_run_without_validation_ends_well_without_optimized_metric(
+    shapes_cache: Path, tmp_path: Path
+):
+    """A single run has no sweeper to hand ``optimized_metric`` to: a warning, exit 0."""
+    result = run_train(
+        *tiny_overrides(shapes_cache, tmp_path),
+        "+experiment=scratch_shapes",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=0",
+        "trainer.max_epochs=1",
+        "test=false",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no validation ran, so optimized_metric=val/map_50 has no value" in result.stderr
+    assert "results.json" in result.stdout and (single_run_dir(tmp_path) / "results.json").exists()

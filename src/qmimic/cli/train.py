@@ -191,10 +191,19 @@ def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (a metric of the last validation) to a sweeper."""
     results = train(cfg)
     metric = cfg.get("optimized_metric")
-    if metric and metric not in results:
-        known = ", ".join(k for k in results if k.startswith("val/"))
-        raise UserError(f"optimized_metric={metric} was not logged; choose one of: {known}")
-    return results.get(metric) if metric else None
+    if not metric or metric in results:
+        return results.get(metric) if metric else None
+    known = ", ".join(k for k in results if k.startswith("val/"))
+    sweeping = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if known or sweeping:  # a misspelt metric, or a sweeper that needs the value
+        raise UserError(
+            f"optimized_metric={metric} was not logged; "
+            + (f"choose one of: {known}" if known else "no validation ran, so let it run")
+        )
+    # a single run that validated nothing (e.g. trainer.max_steps within the first epoch) has
+    # nothing to hand a sweeper, and its results are on disk: not an error
+    log.warning("no validation ran, so optimized_metric=%s has no value", metric)
+    return None
 
 
 if __name__ == "__main__":
