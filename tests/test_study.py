@@ -199,7 +199,10 @@ def test_a_new_confirmation_keeps_the_one_before_and_needs_fresh_seeds(tmp_path:
     write_study(tmp_path, results, "preamble")
     text = (tmp_path / "results.md").read_text()
     assert text.index("## Confirmation") < text.index("## Earlier confirmations")
-    assert "### Defaults then (seeds 10, 11)" in text and "Recipe: `student.regions=s`." in text
+    assert (
+        "### Defaults then (seeds 10, 11)" in text
+        and "Recipe (the overrides above take precedence): `student.regions=s`." in text
+    )
 
     before = (tmp_path / "results.json").read_bytes()
     argv = ["--phase", "confirmation", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]

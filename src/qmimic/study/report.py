@@ -143,7 +143,9 @@ def target_lines(block: dict) -> list[str]:
 
 
 def recipe_line(recipe: dict | None) -> str:
-    """The stages' recipe settings on one line (``student.regions=teacher, ...``)."""
+    """The stages' recipe settings on one line (``student.regions=teacher ...``). The block's
+    overrides (the study schedule's ``trainer.max_epochs``) replace what they overlap, so the
+    line says so: the recipe's ``max_epochs`` are the demo's, not necessarily the block's."""
     if recipe is None:
         return "Recipe: not recorded in this block."
     pairs = [
@@ -152,7 +154,7 @@ def recipe_line(recipe: dict | None) -> str:
         if isinstance(settings, dict)
         for key, value in settings.items()
     ]
-    return f"Recipe: `{' '.join(pairs)}`."
+    return f"Recipe (the overrides above take precedence): `{' '.join(pairs)}`."
 
 
 def block_markdown(title: str, block: dict) -> list[str]:
