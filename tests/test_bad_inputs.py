@@ -136,3 +136,16 @@ def test_no_file_that_existed_before_changed(outcomes: dict):
     for place in ("root", "cache"):
         before, after = outcomes["before"][place], outcomes["after"][place]
         assert {k: after.get(k) for k in before} == before
+
+
+def test_output_folders_are_read_with_hydra_override_grammar(tmp_path: Path):
+    """A quoted ``++`` override is still checked; a sweep over folders is left to Hydra."""
+    from qmimic.cli import check_output_overrides
+    from qmimic.errors import UserError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        check_output_overrides(["-m", f'++hydra.run.dir="{a_file}"'])
+    check_output_overrides([f"paths.log_dir={a_file},{tmp_path}", f"hydra.run.dir={tmp_path}"])
+    check_output_overrides(["--cfg", "job", f"hydra.run.dir={tmp_path / 'new'}"])

@@ -10,6 +10,8 @@ from functools import wraps
 from typing import TypeVar
 
 import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
 from qmimic.conf import CONFIG_PATH
@@ -24,14 +26,29 @@ OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")
 DEFAULT_LOG_DIR = "outputs"
 
 
+def _chosen_outputs(argv: Sequence[str]) -> dict[str, str]:
+    """The output folders that the command line's overrides set, parsed by Hydra's own override
+    grammar (``+key=``, ``++key=``, quoting). A sweep over folders or an interpolation is left
+    to Hydra, and so is an override it cannot parse: it reports that itself."""
+    parser = OverridesParser.create()
+    chosen = {}
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:  # flags (-m, --cfg job) and their values
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException:
+            continue
+        value = override.value()
+        if override.key_or_group in OUTPUT_KEYS and isinstance(value, str) and "${" not in value:
+            chosen[override.key_or_group] = value
+    return chosen
+
+
 def check_output_overrides(argv: Sequence[str]) -> None:
     """Refuse an output folder that cannot be made (a file in its way, no write permission)
     before Hydra creates the run directory, which would fail with a traceback."""
-    chosen = {}
-    for arg in argv:
-        key, sep, value = arg.lstrip("+").partition("=")
-        if sep and key in OUTPUT_KEYS and "${" not in value:
-            chosen[key] = value
+    chosen = _chosen_outputs(argv)
     if not {"hydra.run.dir", "paths.log_dir"} & set(chosen):
         chosen["paths.log_dir"] = DEFAULT_LOG_DIR
     for key, value in chosen.items():
