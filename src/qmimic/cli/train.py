@@ -90,12 +90,7 @@ def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) ->
     if trainer.world_size < 2:
         return
     environment = getattr(trainer.strategy, "cluster_environment", None)
-    if (
-        HydraConfig.initialized()
-        and HydraConfig.get().mode == RunMode.MULTIRUN
-        and environment is not None
-        and not environment.creates_processes_externally
-    ):
+    if _is_sweep() and environment is not None and not environment.creates_processes_externally:
         raise UserError(
             "a sweep (-m) cannot start DDP processes: run each combination as its own "
             "`python -m qmimic.train trainer=ddp ...` command, or sweep with trainer.devices=1"
@@ -105,6 +100,11 @@ def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) ->
             "data.aspect_ratio_grouping=true cannot be split between DDP processes; "
             "pass data.aspect_ratio_grouping=false"
         )
+
+
+def _is_sweep() -> bool:
+    """Whether this process runs one job of a Hydra multirun (``-m``)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -191,11 +191,12 @@ def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (a metric of the last validation) to a sweeper."""
     results = train(cfg)
     metric = cfg.get("optimized_metric")
-    if not metric or metric in results:
-        return results.get(metric) if metric else None
+    if not metric:
+        return None
+    if metric in results:
+        return results[metric]
     known = ", ".join(k for k in results if k.startswith("val/"))
-    sweeping = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if known or sweeping:  # a misspelt metric, or a sweeper that needs the value
+    if known or _is_sweep():  # a misspelt metric, or a sweeper that needs the value
         raise UserError(
             f"optimized_metric={metric} was not logged; "
             + (f"choose one of: {known}" if known else "no validation ran, so let it run")
