@@ -27,9 +27,15 @@ DEMO_STAGES := teacher qteacher scratch mimic qmimic
 demo: setup ## the whole method on the built-in shapes data: teacher, quantized teacher, 1/16 students; prints the table
 	$(BIN)/python -m qmimic.pipeline --out outputs/demo --stages $(DEMO_STAGES) --evidence study/results.json $(ARGS)
 
+# The default tier runs in TEST_WORKERS pytest-xdist processes with one math thread each, each
+# test file in one process (so a module fixture runs once): most of its time is spent starting
+# commands in subprocesses, which one process cannot overlap. `make test TEST_WORKERS=0` runs it
+# in one process.
+TEST_WORKERS ?= 2
+
 .PHONY: test
 test: setup ## run the default test suite (unit, config and smoke tests; < 10 min on 2 cores)
-	$(BIN)/python -m pytest $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 .PHONY: test-slow
 test-slow: setup ## run the slow tests too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,24 @@ def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path)
         path,
     )
     return path
+
+
+class Payload:
+    """Unpickling this runs a shell command (the attack a shared teacher file could carry)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def payload_checkpoint(folder: Path) -> tuple[Path, Path]:
+    """``folder/teacher.ckpt``, whose unpickling would create ``folder/payload-ran``."""
+    marker = folder / "payload-ran"
+    path = folder / "teacher.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": Payload(marker)}, path)
+    return path, marker
 
 
 def assert_same_detections(expected: list[dict], got: list[dict]) -> None:

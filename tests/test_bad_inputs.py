@@ -1,5 +1,6 @@
 """Bad input to every command: one ``error:`` line naming the problem and the fix, a non-zero
-exit, no traceback, and no file that existed before changed.
+exit, no traceback, no file that existed before changed, and no code run from an untrusted
+checkpoint.
 
 All cases run once, side by side, as the user would run them (``python -m qmimic.<command>``);
 each test then checks one case's outcome.
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import save_untrained_checkpoint, tiny_overrides
+from helpers import payload_checkpoint, save_untrained_checkpoint, tiny_overrides
 
-# case -> (command, arguments with {placeholders}, what the error line must say)
+# case -> (command, arguments with {placeholders}, what the error line must say, placeholders
+# filled in)
 CASES = {
     "train: dataset root missing": (
         "train", ["data=voc", "data.root=/no/such/voc"], "dataset root not found: /no/such/voc"),
@@ -43,6 +45,19 @@ CASES = {
                   "module.mimic_weight=-1"], "module.mimic_weight must be 0 or more"),
     "train: run folder is a file": (
         "train", ["{tiny}", "hydra.run.dir={a_file}"], "is a file, not a folder"),
+    "train: resume checkpoint missing": (
+        "train", ["{tiny}", "ckpt_path=/no/such/last.ckpt"],
+        "checkpoint not found: /no/such/last.ckpt"),
+    "train: shapes cache unwritable": (
+        "train", ["{tiny}", "data.root=/dev/null/cache"],
+        "cannot write the built-in shapes dataset to /dev/null"),
+    "train: pretrained narrow model": (
+        "train", ["{tiny}", "model.pretrained=true"],
+        "ImageNet weights exist for width 1 only, got width=0.25; narrow students train from "
+        "scratch: set model.pretrained=false"),
+    "train: teacher checkpoint carries a pickle payload": (
+        "train", ["{tiny}", "+experiment=mimic_shapes", "teacher_ckpt={payload}"],
+        "refusing to load {payload}"),
     "evaluate: checkpoint missing": (
         "evaluate", ["ckpt=/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
     "evaluate: checkpoint truncated": (
@@ -50,10 +65,16 @@ CASES = {
     "evaluate: data= of another layout": (
         "evaluate", ["ckpt={ckpt}", "data=voc", "data.root={cache}"],
         "Pascal VOC image set not found"),
+    "evaluate: checkpoint carries a pickle payload": (
+        "evaluate", ["ckpt={payload}"], "refusing to load {payload}"),
     "evaluate: run folder inside a file": (
         "evaluate", ["ckpt={ckpt}", "hydra.run.dir={a_file}/run"], "is a file, not a folder"),
     "predict: checkpoint corrupt": (
         "predict", ["ckpt={corrupt}", "input={images}"], "it is truncated or not a checkpoint"),
+    "predict: checkpoint carries a pickle payload": (
+        "predict", ["ckpt={payload}", "input={images}"], "refusing to load {payload}"),
+    "predict: ONNX model missing": (
+        "predict", ["ckpt=/no/such.onnx", "input={images}"], "ONNX model not found: /no/such.onnx"),
     "predict: input missing": ("predict", ["ckpt={ckpt}", "input=/no/such/photos"], "no images"),
     "predict: output is a file": (
         "predict", ["ckpt={ckpt}", "input={images}", "output={a_file}"],
@@ -94,6 +115,7 @@ def outcomes(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     (root / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
     (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4096])
     (root / "a_file").write_text("a file where a folder is expected\n")
+    payload, marker = payload_checkpoint(root)
     places = {
         "tiny": tiny,
         "cache": shapes_cache,
@@ -102,6 +124,7 @@ def outcomes(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         "truncated": root / "truncated.ckpt",
         "a_file": root / "a_file",
         "images": next(shapes_cache.rglob("JPEGImages")),
+        "payload": payload,
     }
     before = {"root": fingerprint(root), "cache": fingerprint(shapes_cache)}
 
@@ -118,13 +141,16 @@ def outcomes(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(zip(CASES, pool.map(run, CASES), strict=True))
     after = {"root": fingerprint(root), "cache": fingerprint(shapes_cache)}
-    return {"results": results, "before": before, "after": after}
+    return {
+        "results": results, "before": before, "after": after, "places": places,
+        "payload_ran": marker.exists(),
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_bad_input_gets_one_error_line_and_a_non_zero_exit(outcomes: dict, case: str):
     result = outcomes["results"][case]
-    expected = CASES[case][2]
+    expected = CASES[case][2].format(**outcomes["places"])
     assert result.returncode != 0, result.stdout[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -136,6 +162,10 @@ def test_no_file_that_existed_before_changed(outcomes: dict):
     for place in ("root", "cache"):
         before, after = outcomes["before"][place], outcomes["after"][place]
         assert {k: after.get(k) for k in before} == before
+
+
+def test_no_checkpoint_payload_ran(outcomes: dict):
+    assert not outcomes["payload_ran"]
 
 
 def test_output_folders_are_read_with_hydra_override_grammar(tmp_path: Path):

@@ -29,11 +29,3 @@ def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_pat
     assert 0.0 <= results["test/voc07_map"] <= 1.0 and 0.0 <= results["test/map"] <= 1.0
     table = (results_file.parent / "per_class_ap.md").read_text()
     assert table.startswith("| class | AP (VOC07, IoU 0.5) |") and "**mean**" in table
-
-
-def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path):
-    result = run_cli(
-        "qmimic.evaluate", "ckpt=/nope.ckpt", f"paths.log_dir={tmp_path}", cwd=tmp_path
-    )
-    assert result.returncode == 2
-    assert "checkpoint not found: /nope.ckpt" in result.stderr and "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,8 @@ def test_pipeline_runs_every_demo_stage_and_writes_the_verdict(shapes_cache: Pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["qmimic"]["runs"] == 1
     assert summary["scratch"]["parameters"] < summary["teacher"]["parameters"]
+    (environment,) = summary["teacher"]["environments"]  # one machine ran it
+    assert environment["torch"] == metadata.version("torch") and environment["threads"] >= 1
     stage2 = json.loads((out / "seed0" / "qteacher" / "results.json").read_text())
     assert 0 <= stage2["float/test/map_50"] <= 1 and 0 <= stage2["test/map_50"] <= 1
     qmimic = json.loads((out / "seed0" / "qmimic" / "results.json").read_text())

@@ -88,18 +88,6 @@ def test_checkpoint_and_onnx_predict_the_same(models: dict, images: Path, tmp_pa
             assert a["box"] == pytest.approx(b["box"], abs=0.02)
 
 
-def test_missing_checkpoint_is_one_message(images: Path, tmp_path: Path):
-    result = run_cli(
-        "qmimic.predict", "ckpt=/nope.onnx", f"input={images}", f"paths.log_dir={tmp_path}",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "error: ONNX model not found: /nope.onnx",
-        "Export one with: python -m qmimic.export ckpt=...",
-    ]
-
-
 def test_no_images_found_is_a_user_error(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("no images here")
     for pattern in (str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing")):

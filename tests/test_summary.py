@@ -48,6 +48,14 @@ def test_written_files_agree(tmp_path: Path):
     assert stored["scratch"]["metrics"]["test/map"]["values"] == [0.18, 0.19]
 
 
+def test_summary_lists_each_distinct_environment_once():
+    here, there = {"processor": "A", "threads": 2}, {"processor": "B", "threads": 2}
+    runs = [{**run(0.3, 0.2), "environment": e} for e in (here, there, here)]
+    _, summary = summarize({"scratch": runs, "mimic": [run(0.3, 0.2)]})
+    assert summary["scratch"]["environments"] == [here, there]
+    assert summary["mimic"]["environments"] == []
+
+
 def test_ordering_verdict_reads_the_means():
     from qmimic.runs.summary import ordering_verdict
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers import compose_train_config, run_cli, tiny_overrides
+from helpers import compose_train_config, tiny_overrides
 from qmimic.cli.train import build_net, train
 from qmimic.conf import options
 
 MODELS = options("model")
-
-
-def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_cli("qmimic.train", *overrides, cwd=cwd)
 
 
 def test_every_combination_has_a_config():
@@ -52,12 +47,3 @@ def test_fast_dev_run_trains_and_tests(
     assert results["parameters"] > 0 and results["gflops"] > 0
     assert results["input_size"] == [96, 96]
     assert 0.0 <= results["test/map_50"] <= 1.0
-
-
-def test_pretrained_student_is_one_clear_message(shapes_cache: Path, tmp_path: Path):
-    result = run_train(
-        *tiny_overrides(shapes_cache, tmp_path), "model.pretrained=true", cwd=tmp_path
-    )
-    assert result.returncode == 2
-    assert "ImageNet weights exist for width 1 only" in result.stderr
-    assert "model.pretrained=false" in result.stderr and "Traceback" not in result.stderr

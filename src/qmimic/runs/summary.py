@@ -51,10 +51,21 @@ def points(summary: dict | None) -> str:
     return f"{100 * summary['mean']:.1f}"
 
 
+def distinct(records: list[dict]) -> list[dict]:
+    """``records`` without repeats, in first-seen order."""
+    kept: list[dict] = []
+    for record in records:
+        if record not in kept:
+            kept.append(record)
+    return kept
+
+
 def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str, dict]:
     """A markdown table (metrics in points, mean ± standard deviation over each group's runs)
     and its JSON form: per group the values, mean and std of every metric (as fractions), the
-    model's parameters and GFLOPs, mean minutes and the number of runs."""
+    model's parameters and GFLOPs, mean minutes, the number of runs, and the distinct
+    ``environment`` records of its runs (more than one: its runs came from different machines or
+    libraries, so their spread is not seed noise alone)."""
     keys = [k for k in METRIC_COLUMNS if any(k in r for runs in groups.values() for r in runs)]
     titles = [label, *(METRIC_COLUMNS[k] for k in keys), "parameters", "GFLOPs", "minutes", "runs"]
     rows, summary = [], {}
@@ -77,6 +88,7 @@ def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str,
             **facts,
             "metrics": {k: stat(v) for k, v in values.items() if v},
             "output_dirs": [r.get("output_dir") for r in runs],
+            "environments": distinct([r["environment"] for r in runs if "environment" in r]),
         }
     return markdown_table(titles, rows), summary
 
