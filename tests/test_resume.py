@@ -7,6 +7,7 @@ What makes the resume exact is unit-tested in the default run (``tests/runs/test
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -41,6 +42,10 @@ def _default_sigint() -> None:
     """In the child, SIGINT as in a terminal: a shell starts background jobs (a CI runner's,
     say) with SIGINT ignored, and children inherit that, so Ctrl-C would never arrive."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _logged_steps(*files: Path) -> set[int]:
+    return {int(row["step"]) for f in files for row in csv.DictReader(f.open())}
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -82,3 +87,8 @@ def test_sigint_mid_epoch_then_resume_reproduces_the_uninterrupted_run(shapes_ca
     assert metrics["test/voc07_map"] > 0  # a run that learnt something, or equality means little
     for key in ("test/voc07_map", "test/map", "test/map_50"):
         assert abs(again[key] - metrics[key]) < 1e-6, (key, again[key], metrics[key])
+    kept = cut / "csv" / "metrics.before-resume-1.csv"  # the epochs before the cut, not lost
+    assert _logged_steps(kept) and min(_logged_steps(kept)) < STEPS_PER_EPOCH
+    assert _logged_steps(whole / "csv" / "metrics.csv") <= _logged_steps(
+        kept, cut / "csv" / "metrics.csv"
+    )

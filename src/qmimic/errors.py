@@ -35,18 +35,36 @@ def find_user_error(exc: BaseException) -> UserError | None:
     return None
 
 
-def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
-    """Run ``func``; on a :class:`UserError` print ``error: <message>`` and exit with status 2."""
+INTERRUPTED = "interrupted (Ctrl-C); the files already written are kept"
+RESUMABLE = (
+    "interrupted (Ctrl-C); finished runs are kept: run the same command again to resume (a cut "
+    "run restarts its epoch from its last.ckpt)"
+)
 
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            user_error = find_user_error(exc)
-            if user_error is None:
-                raise
-            print(f"error: {user_error}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
 
-    return wrapper
+def exit_on_user_error(
+    func: Callable[P, R] | None = None, *, on_interrupt: str = INTERRUPTED
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run ``func``; on a :class:`UserError` print ``error: <message>`` and exit with status 2,
+    on Ctrl-C print ``on_interrupt`` and exit with status 130 (the shell's code for SIGINT),
+    without a traceback either way. Use bare (``@exit_on_user_error``) or with a message
+    (``@exit_on_user_error(on_interrupt=RESUMABLE)``)."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except KeyboardInterrupt:
+                print(on_interrupt, file=sys.stderr, flush=True)
+                raise SystemExit(130) from None
+            except Exception as exc:
+                user_error = find_user_error(exc)
+                if user_error is None:
+                    raise
+                print(f"error: {user_error}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+
+        return wrapper
+
+    return decorate if func is None else decorate(func)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from qmimic.conf import options
-from qmimic.errors import exit_on_user_error
+from qmimic.errors import RESUMABLE, exit_on_user_error
 from qmimic.runs.log import get_logger
 from qmimic.runs.results import check_output_folder, write_text
 from qmimic.runs.stage_runs import overrides_for, run_stage
@@ -29,7 +29,7 @@ from qmimic.study.report import evidence_line
 log = get_logger("qmimic.pipeline")
 
 
-@exit_on_user_error
+@exit_on_user_error(on_interrupt=RESUMABLE)
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

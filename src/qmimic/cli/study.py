@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from qmimic.conf import load_config, options
-from qmimic.errors import UserError, exit_on_user_error
+from qmimic.errors import RESUMABLE, UserError, exit_on_user_error
 from qmimic.runs.log import get_logger
 from qmimic.runs.results import check_output_folder
 from qmimic.runs.stage_runs import overrides_for
@@ -144,7 +144,7 @@ def preamble(data: str, schedule: list[str]) -> str:
     )
 
 
-@exit_on_user_error
+@exit_on_user_error(on_interrupt=RESUMABLE)
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     args = parse(sys.argv[1:] if argv is None else argv)

@@ -32,6 +32,7 @@ from qmimic.runs.callbacks import ConfigInCheckpoint, RandomStateInCheckpoint
 from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
 from qmimic.runs.environment import describe, run_environment
 from qmimic.runs.log import format_metrics, get_logger
+from qmimic.runs.loggers import keep_csv_history
 from qmimic.runs.results import write_json, write_text
 
 log = get_logger("qmimic.train")
@@ -132,6 +133,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if plan is not None and plan.calibration_batches > 0:
         callbacks.append(CalibrateQuantizers(plan.calibration_batches))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if resume_from is not None:
+        keep_csv_history(loggers)
     for logger in loggers:  # the whole config, so dashboards can compare runs by any key
         logger.log_hyperparams(resolved)
     callbacks += [ConfigInCheckpoint(resolved), RandomStateInCheckpoint()]

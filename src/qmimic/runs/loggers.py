@@ -8,8 +8,13 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
+
+from qmimic.runs.log import get_logger
+
+log = get_logger(__name__)
 
 
 def wandb_is_configured() -> bool:
@@ -29,6 +34,33 @@ def wandb_logger(*, offline: bool | None = None, **kwargs: Any) -> WandbLogger:
     if offline is None:
         offline = not wandb_is_configured()
     return WandbLogger(offline=offline, **kwargs)
+
+
+def keep_csv_history(loggers: list[Logger]) -> list[Path]:
+    """Move each CSV logger's existing ``metrics.csv`` aside, to ``metrics.before-resume-<k>.csv``
+    beside it; returns the new paths.
+
+    Call it on a resume, before the loggers write. Lightning's ``CSVLogger`` deletes a
+    ``metrics.csv`` it finds in its folder, and on a resume that file holds every epoch before
+    the cut; the resumed run's file then starts at the epoch it reruns. Only the process of rank
+    0 writes CSV files, so only it moves them.
+    """
+    moved = []
+    if rank_zero_only.rank != 0:
+        return moved
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        metrics = Path(logger.log_dir) / "metrics.csv"
+        if not metrics.is_file():
+            continue
+        k = 1
+        while (kept := metrics.with_name(f"metrics.before-resume-{k}.csv")).exists():
+            k += 1
+        metrics.rename(kept)
+        log.info("resuming: the metrics logged before it are kept in %s", kept)
+        moved.append(kept)
+    return moved
 
 
 def _sweep() -> tuple[str, int] | None:
