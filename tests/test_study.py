@@ -149,6 +149,22 @@ def test_the_study_files_hold_every_value_and_the_verdicts(tmp_path: Path):
     assert evidence_line(tmp_path / "missing.json") == ""
 
 
+def test_a_block_records_the_environments_its_runs_were_trained_in(tmp_path: Path):
+    seeds = [0, 1]
+    here = {"torch": "2.14.1", "processor": "CPU A", "cpu_capability": "AVX2", "threads": 1,
+            "cuda_device": None}  # fmt: skip
+    results = synthetic_results(seeds)
+    for runs in results.values():
+        for i, run in enumerate(runs):
+            run["environment"] = here if i == 0 else {**here, "processor": "CPU B"}
+    block = phase_block(results, seeds, [])
+    assert [e["processor"] for e in block["environments"]] == ["CPU A", "CPU B"]
+    write_study(tmp_path, {"confirmation": block}, "preamble")
+    text = (tmp_path / "results.md").read_text()
+    assert "Trained with: torch 2.14.1, CPU A (AVX2), 1 threads; torch 2.14.1, CPU B" in text
+    assert "environments" not in phase_block(synthetic_results(seeds), seeds, [])
+
+
 def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):
     seeds = [0, 1, 2]
     block = phase_block(synthetic_results(seeds), seeds, [])

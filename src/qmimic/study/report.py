@@ -5,7 +5,8 @@
 (one block, the latest confirmation); a phase rewrites only its own section. A confirmation on
 new seeds (after the defaults changed) moves the one before it to ``earlier_confirmations``, so a
 confirmation that failed stays on record beside the one that replaced it. Each block: ``seeds``,
-``overrides``, the ``recipe`` its defaults composed (where recorded), per metric the values per
+``overrides``, the ``recipe`` its defaults composed and the distinct ``environments`` its runs
+were trained in (each where recorded), per metric the values per
 stage (fractions in [0, 1], one per seed in ``seeds`` order), and the paired comparisons of
 :func:`qmimic.study.statistics.compare`.
 """
@@ -16,8 +17,9 @@ import json
 import statistics
 from pathlib import Path
 
+from qmimic.runs.environment import describe
 from qmimic.runs.results import write_json, write_text
-from qmimic.runs.summary import markdown_table
+from qmimic.runs.summary import distinct, markdown_table
 from qmimic.study.runner import metric_table
 from qmimic.study.statistics import compare
 
@@ -40,6 +42,9 @@ def phase_block(
     block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
     if recipe is not None:
         block["recipe"] = recipe
+    records = [r["environment"] for runs in results.values() for r in runs if "environment" in r]
+    if records:  # more than one: the runs' differences are not seed noise alone
+        block["environments"] = distinct(records)
     for name, key in METRIC_KEYS.items():
         block[name] = metric_table(results, key)
     before = [r.get("float/test/voc07_map") for r in results.get("qteacher", [])]
@@ -162,6 +167,8 @@ def block_markdown(title: str, block: dict) -> list[str]:
     if block["overrides"]:
         lines.append(f"Overrides: `{' '.join(block['overrides'])}`.")
     lines.append(recipe_line(block.get("recipe")))
+    if block.get("environments"):
+        lines.append(f"Trained with: {'; '.join(map(describe, block['environments']))}.")
     lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]
     lines += ["Paired differences, VOC07 mAP@0.5:", "", difference_table(block["comparisons"])]
     lines += gap_lines(block["comparisons"])
