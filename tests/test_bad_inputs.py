@@ -151,7 +151,7 @@ def outcomes(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 def test_a_bad_input_gets_one_error_line_and_a_non_zero_exit(outcomes: dict, case: str):
     result = outcomes["results"][case]
     expected = CASES[case][2].format(**outcomes["places"])
-    assert result.returncode != 0, result.stdout[-2000:]
+    assert result.returncode == 2, result.stdout[-2000:]  # 2: the input is wrong (1: a bug)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, result.stderr[-3000:]

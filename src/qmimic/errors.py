@@ -48,7 +48,9 @@ def exit_on_user_error(
     """Run ``func``; on a :class:`UserError` print ``error: <message>`` and exit with status 2,
     on Ctrl-C print ``on_interrupt`` and exit with status 130 (the shell's code for SIGINT),
     without a traceback either way. Use bare (``@exit_on_user_error``) or with a message
-    (``@exit_on_user_error(on_interrupt=RESUMABLE)``)."""
+    (``@exit_on_user_error(on_interrupt=RESUMABLE)``). A Ctrl-C inside Lightning's ``fit``,
+    ``test`` or ``predict`` never gets here: Lightning shuts down itself and exits with status 1
+    (the training run's log says how to resume)."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @wraps(func)

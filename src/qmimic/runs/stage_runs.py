@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -106,6 +107,28 @@ def check_reusable(folder: Path, stage: Stage, command: Sequence[str]) -> None:
         )
 
 
+def wait_through_ctrl_c(process: subprocess.Popen, grace_s: float = 30.0) -> int:
+    """``process``'s exit status. On Ctrl-C, let it stop on its own first, then re-raise.
+
+    A terminal's Ctrl-C reaches the whole process group, so the training run got it too and is
+    saving ``interrupted.ckpt``; ``subprocess.run`` would kill it after a quarter of a second.
+    If it still runs after ``grace_s`` (only this process was signalled), it gets SIGINT, and
+    after another ``grace_s`` it is killed.
+    """
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        for stop in (lambda: None, lambda: process.send_signal(signal.SIGINT), process.kill):
+            stop()
+            try:
+                process.wait(timeout=grace_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        process.wait()
+        raise
+
+
 def run_stage(
     stage: Stage,
     seed: int,
@@ -149,12 +172,13 @@ def run_stage(
     folder.mkdir(parents=True, exist_ok=True)
     console = folder / "console.log"
     with open(console, "a") if quiet else contextlib.nullcontext() as sink:
-        returncode = subprocess.run(
+        process = subprocess.Popen(
             command,
             env={**os.environ, **(env or {})},
             stdout=sink,
             stderr=subprocess.STDOUT if quiet else None,
-        ).returncode
+        )
+        returncode = wait_through_ctrl_c(process)
     if returncode != 0:
         where = console if quiet else folder
         raise SystemExit(
