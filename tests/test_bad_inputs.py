@@ -1,5 +1,5 @@
-"""Bad input to every command: one ``error:`` line naming the problem and the fix, a non-zero
-exit, no traceback, no file that existed before changed, and no code run from an untrusted
+"""Bad input to every command: one ``error:`` line naming the problem and the fix, exit status 2,
+no traceback, no file that existed before changed, and no code run from an untrusted
 checkpoint.
 
 All cases run once, side by side, as the user would run them (``python -m qmimic.<command>``);
@@ -18,8 +18,8 @@ import pytest
 
 from helpers import payload_checkpoint, save_untrained_checkpoint, tiny_overrides
 
-# case -> (command, arguments with {placeholders}, what the error line must say, placeholders
-# filled in)
+# case -> (command, arguments with {placeholders}, what the error line must say, with the same
+# placeholders)
 CASES = {
     "train: dataset root missing": (
         "train", ["data=voc", "data.root=/no/such/voc"], "dataset root not found: /no/such/voc"),

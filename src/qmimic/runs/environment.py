@@ -11,6 +11,7 @@ one config that disagree can be told apart from a bug.
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from importlib import metadata
 
 import torch
@@ -57,3 +58,14 @@ def describe(facts: dict[str, object]) -> str:
     line = f"torch {facts['torch']}, {facts['processor']} ({facts['cpu_capability']}), "
     line += f"{facts['threads']} threads"
     return line if facts["cuda_device"] is None else f"{line}, GPU {facts['cuda_device']}"
+
+
+def distinct_environments(runs: Iterable[dict]) -> list[dict]:
+    """The different ``environment`` records of ``runs`` (``results.json`` contents), in
+    first-seen order; runs without one are passed over. More than one: the runs came from
+    different machines or libraries, so their differences are not seed noise alone."""
+    kept: list[dict] = []
+    for run in runs:
+        if "environment" in run and run["environment"] not in kept:
+            kept.append(run["environment"])
+    return kept

@@ -118,15 +118,20 @@ def wait_through_ctrl_c(process: subprocess.Popen, grace_s: float = 30.0) -> int
     try:
         return process.wait()
     except KeyboardInterrupt:
-        for stop in (lambda: None, lambda: process.send_signal(signal.SIGINT), process.kill):
-            stop()
-            try:
-                process.wait(timeout=grace_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        process.wait()
+        if not _ends_within(process, grace_s):
+            process.send_signal(signal.SIGINT)
+            if not _ends_within(process, grace_s):
+                process.kill()
+                process.wait()
         raise
+
+
+def _ends_within(process: subprocess.Popen, seconds: float) -> bool:
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def run_stage(

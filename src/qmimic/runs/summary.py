@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from qmimic.runs.environment import distinct_environments
 from qmimic.runs.results import write_json, write_text
 
 # results.json key -> column title, in table order; a column appears when some run has the key.
@@ -51,21 +52,11 @@ def points(summary: dict | None) -> str:
     return f"{100 * summary['mean']:.1f}"
 
 
-def distinct(records: list[dict]) -> list[dict]:
-    """``records`` without repeats, in first-seen order."""
-    kept: list[dict] = []
-    for record in records:
-        if record not in kept:
-            kept.append(record)
-    return kept
-
-
 def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str, dict]:
     """A markdown table (metrics in points, mean ± standard deviation over each group's runs)
     and its JSON form: per group the values, mean and std of every metric (as fractions), the
     model's parameters and GFLOPs, mean minutes, the number of runs, and the distinct
-    ``environment`` records of its runs (more than one: its runs came from different machines or
-    libraries, so their spread is not seed noise alone)."""
+    ``environment`` records of its runs (:func:`~qmimic.runs.environment.distinct_environments`)."""
     keys = [k for k in METRIC_COLUMNS if any(k in r for runs in groups.values() for r in runs)]
     titles = [label, *(METRIC_COLUMNS[k] for k in keys), "parameters", "GFLOPs", "minutes", "runs"]
     rows, summary = [], {}
@@ -88,7 +79,7 @@ def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str,
             **facts,
             "metrics": {k: stat(v) for k, v in values.items() if v},
             "output_dirs": [r.get("output_dir") for r in runs],
-            "environments": distinct([r["environment"] for r in runs if "environment" in r]),
+            "environments": distinct_environments(runs),
         }
     return markdown_table(titles, rows), summary
 

@@ -17,9 +17,9 @@ import json
 import statistics
 from pathlib import Path
 
-from qmimic.runs.environment import describe
+from qmimic.runs.environment import describe, distinct_environments
 from qmimic.runs.results import write_json, write_text
-from qmimic.runs.summary import distinct, markdown_table
+from qmimic.runs.summary import markdown_table
 from qmimic.study.runner import metric_table
 from qmimic.study.statistics import compare
 
@@ -42,9 +42,9 @@ def phase_block(
     block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
     if recipe is not None:
         block["recipe"] = recipe
-    records = [r["environment"] for runs in results.values() for r in runs if "environment" in r]
-    if records:  # more than one: the runs' differences are not seed noise alone
-        block["environments"] = distinct(records)
+    environments = distinct_environments(r for runs in results.values() for r in runs)
+    if environments:
+        block["environments"] = environments
     for name, key in METRIC_KEYS.items():
         block[name] = metric_table(results, key)
     before = [r.get("float/test/voc07_map") for r in results.get("qteacher", [])]
