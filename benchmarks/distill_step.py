@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from qmimic.conf import load_config
 from qmimic.models import TwoStageDetector
 from qmimic.modules import DistillModule
+from qmimic.runs.checkpoints import load_run, quantization_plan, save_run
 
 TARGET_RATIO = 1.15
 ROUNDS = 3  # the three measurements are interleaved this many times
@@ -46,16 +47,26 @@ def model_config(width: float, size: int, roi_sampling_ratio: int) -> dict:
     return OmegaConf.to_container(cfg.model, resolve=True)
 
 
+# The quantized teacher's ``quant`` section as qmimic.train saves it (the step is a buffer of the
+# saved weights).
+QUANT = {
+    "_target_": "qmimic.quant.QuantizationPlan",
+    "quantizer": {"_target_": "qmimic.quant.FeatureQuantizer", "_partial_": True},
+}
+
+
 def distill_module(
     teacher: TwoStageDetector, teacher_config: dict, student: TwoStageDetector
 ) -> DistillModule:
-    """A :class:`DistillModule` training ``student`` against ``teacher`` (built from the model
-    config ``teacher_config``), handed over through a checkpoint as training does."""
+    """A Quantization Mimic :class:`DistillModule` training ``student`` against ``teacher``
+    (built from the model config ``teacher_config``, given a feature quantizer of step 0.5
+    here), handed over as training does: written with ``save_run``, read with ``load_run``."""
+    config = {"model": teacher_config, "quant": QUANT}
+    quantization_plan(QUANT).apply(teacher)
+    teacher.neck.step.fill_(0.5)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(tmp) / "teacher.ckpt"
-        state = {f"net.{k}": v for k, v in teacher.state_dict().items()}
-        torch.save({"state_dict": state, "qmimic_config": {"model": teacher_config}}, ckpt)
-        return DistillModule(student, str(ckpt), optimizer=partial(torch.optim.SGD, lr=1e-3))
+        loaded = load_run(save_run(Path(tmp) / "teacher.ckpt", teacher, config)).detector
+    return DistillModule(student, loaded, optimizer=partial(torch.optim.SGD, lr=1e-3))
 
 
 def measure(

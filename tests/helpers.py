@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from qmimic.cli.train import build_net
 from qmimic.conf import CONFIG_MODULE
 from qmimic.data.generated.shapes import ShapesSpec
+from qmimic.runs.checkpoints import save_run
 from qmimic.runs.summary import stat
 
 TINY_SPEC = ShapesSpec(num_train=8, num_val=4, num_test=4, image_size=96, max_object_size=48)
@@ -78,14 +79,7 @@ def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path)
     with open_dict(cfg):
         cfg.init_ckpt = None
     net, _ = build_net(cfg)
-    torch.save(
-        {
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "qmimic_config": OmegaConf.to_container(cfg, resolve=True),
-        },
-        path,
-    )
-    return path
+    return save_run(path, net, OmegaConf.to_container(cfg, resolve=True))
 
 
 class Payload:

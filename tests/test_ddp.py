@@ -26,7 +26,7 @@ from qmimic.errors import UserError
 from qmimic.models import build_detector
 from qmimic.modules import DistillModule
 from qmimic.modules.evaluation import GatheredMeanAveragePrecision
-from qmimic.runs.checkpoints import load_checkpoint, net_state
+from qmimic.runs.checkpoints import load_checkpoint, load_run, net_state, save_run
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -102,10 +102,12 @@ def test_device_moves_reach_the_unregistered_teacher(tmp_path: Path):
     teacher = build_detector(width=0.125, **TINY_DETECTOR)
     model = {"_target_": "qmimic.models.build_detector", "width": 0.125}
     model |= {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_DETECTOR.items()}
-    state = {f"net.{k}": v for k, v in teacher.state_dict().items()}
-    torch.save({"state_dict": state, "qmimic_config": {"model": model}}, tmp_path / "t.ckpt")
+    save_run(tmp_path / "t.ckpt", teacher, {"model": model})
     student = build_detector(width=1 / 16, **TINY_DETECTOR)
-    module = DistillModule(student, str(tmp_path / "t.ckpt"), optimizer=torch.optim.SGD)
+    module = DistillModule(
+        student, load_run(tmp_path / "t.ckpt").detector, optimizer=torch.optim.SGD,
+        quantize_teacher=False, quantize_student=False,
+    )  # fmt: skip
     module.to(torch.device("meta"))
     tensors = [*module.teacher.parameters(), *module.teacher.buffers()]
     assert tensors and all(t.device.type == "meta" for t in tensors)

@@ -10,7 +10,13 @@ import pytest
 
 from qmimic.cli.study import main as study_main
 from qmimic.stages import load_stages
-from qmimic.study.report import evidence_line, phase_block, write_study
+from qmimic.study.report import (
+    evidence_line,
+    phase_block,
+    start_new_tuning,
+    used_seeds,
+    write_study,
+)
 from qmimic.study.runner import run_seed, variant_out
 from qmimic.study.statistics import gap_closed, paired_difference
 from qmimic.study.variants import Variant, expand, reused_stages
@@ -265,3 +271,31 @@ def test_only_variants_needs_a_sweep_and_the_defaults_block_of_the_same_seeds(
             study_main([*argv, "--only-variants", *extra])
         assert "--only-variants keeps the defaults' tuning block" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_block_holds_the_match_rates_of_the_distilled_students(tmp_path: Path):
+    seeds = [0, 1, 2]
+    results = synthetic_results(seeds)
+    for stage, match in (("mimic", 0.5), ("qmimic", 0.6)):
+        for i, run in enumerate(results[stage]):
+            run |= {"val/mimic_match": match + 0.01 * i, "val/mimic_distance": 1.0 - match}
+    block = phase_block(results, seeds, [])
+    assert block["mimic_match"] == {"mimic": [0.5, 0.51, 0.52], "qmimic": [0.6, 0.61, 0.62]}
+    assert block["mimic_distance"]["qmimic"] == pytest.approx([0.4] * 3)
+    write_study(tmp_path, {"confirmation": block}, "")
+    text = (tmp_path / "results.md").read_text()
+    assert "| qmimic | match % | 60.0 | 61.0 | 62.0 | 61.0 |" in text
+    assert "mimic_match" not in phase_block(synthetic_results(seeds), seeds, [])  # none logged
+
+
+def test_a_new_tuning_keeps_the_one_before_on_record(tmp_path: Path):
+    block = phase_block(synthetic_results([0, 1]), [0, 1], [])
+    results = start_new_tuning({"tuning": {"variants": {"defaults": block}}}, "the loss changed")
+    assert results["tuning"] == {"variants": {}}
+    (earlier,) = results["earlier_tunings"]
+    assert earlier["superseded"] == "the loss changed" and earlier["variants"]["defaults"] == block
+    assert used_seeds(results, "tuning") == {0, 1}  # still barred from any confirmation
+    results["tuning"]["variants"]["defaults"] = block
+    write_study(tmp_path, results, "")
+    text = (tmp_path / "results.md").read_text()
+    assert "## Earlier tuning (superseded)" in text and "Why: the loss changed" in text

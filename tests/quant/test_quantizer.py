@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from helpers import TINY_DETECTOR
+from qmimic.errors import UserError
 from qmimic.models import build_detector
 from qmimic.quant import (
     FeatureQuantizer,
+    QuantizationPlan,
     QuantizedOutput,
     feature_quantizers,
     insert_quantizers,
@@ -107,3 +109,45 @@ def test_exports_to_onnx(tmp_path):
     x = torch.rand(1, 4, 8, 8) * 5
     (out,) = ort.InferenceSession(str(path)).run(None, {model.graph.input[0].name: x.numpy()})
     assert torch.allclose(torch.from_numpy(out), q(x))
+
+
+def test_momentum_moves_a_calibrated_step_in_training_mode_only():
+    q = FeatureQuantizer(step=1.0, calibration_percentile=100.0, calibration_levels=5,
+                         momentum=0.5)  # fmt: skip
+    x = torch.linspace(0, 8, 101)  # alone it would calibrate a step of 2
+    q.train()(x)
+    assert float(q.step) == 1.0  # not calibrated yet: nothing to follow from
+    q.calibrated.fill_(True)
+    q.eval()(x)
+    assert float(q.step) == 1.0  # eval mode never moves it
+    q.train()(x)
+    assert float(q.step) == pytest.approx(1.5)  # 0.5 * 1 + 0.5 * 2
+    q(torch.zeros(10))  # an all-zero batch says nothing about the scale
+    assert float(q.step) == pytest.approx(1.5)
+    q(x)
+    assert float(q.step) == pytest.approx(1.75)
+
+
+def test_frozen_copy_computes_the_same_function_and_never_moves():
+    q = FeatureQuantizer(step=0.3, num_levels=5, gradient="clipped", momentum=0.5)
+    copy = q.frozen_copy()
+    x = torch.rand(200) * 3
+    assert torch.equal(copy(x), q(x))
+    assert (copy.num_levels, copy.gradient, copy.momentum) == (5, "clipped", None)
+    assert bool(copy.calibrated)
+    copy.train()(x * 10)
+    assert float(copy.step) == pytest.approx(0.3)
+
+
+def test_plan_step_rules():
+    plan = QuantizationPlan(FeatureQuantizer, calibration_batches=2, step_rule="ema", momentum=0.9)
+    detector = build_detector(width=1 / 16, **TINY_DETECTOR)
+    plan.apply(detector)
+    assert detector.neck.momentum == 0.9
+    fixed = build_detector(width=1 / 16, **TINY_DETECTOR)
+    QuantizationPlan(FeatureQuantizer, calibration_batches=2).apply(fixed)
+    assert fixed.neck.momentum is None
+    with pytest.raises(UserError, match="step_rule must be one of"):
+        QuantizationPlan(FeatureQuantizer, calibration_batches=2, step_rule="sometimes")
+    with pytest.raises(UserError, match="calibration_batches"):
+        QuantizationPlan(FeatureQuantizer, calibration_batches=0, step_rule="epoch")

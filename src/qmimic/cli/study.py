@@ -34,6 +34,7 @@ from qmimic.study.report import (
     load_results,
     phase_block,
     record_confirmation,
+    start_new_tuning,
     used_seeds,
     write_study,
 )
@@ -64,6 +65,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--only-variants", action="store_true",
         help="tuning with --sweep: train the swept variants (and the defaults' runs they link "
         "to) but keep the defaults' block already in the results for these seeds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--new-tuning", metavar="REASON",
+        help="tuning only: start a fresh tuning section; the one before is kept in the results "
+        "as an earlier tuning, with REASON (e.g. what changed in the method's code)",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
@@ -162,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     stages = load_stages(args.data)
     variants = [Variant(), *expand(args.sweep, stages)]
     results = load_results(args.out / "results.json")
+    if args.new_tuning is not None:
+        if args.phase != "tuning" or args.only_variants:
+            raise UserError("--new-tuning starts a tuning phase: use it with --phase tuning, "
+                            "without --only-variants")  # fmt: skip
+        results = start_new_tuning(results, args.new_tuning)
     check_seeds(results, args.phase, args.seeds)
     check_only_variants(args, results)
     schedule = [*SCHEDULE, *args.overrides]
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         if v.overrides or not args.only_variants
     }
     results = load_results(args.out / "results.json")  # again: another phase may have written
+    if args.new_tuning is not None:
+        results = start_new_tuning(results, args.new_tuning)
     if args.phase == "tuning":
         section = results.setdefault("tuning", {"variants": {}})
         section["variants"].update(blocks)

@@ -11,6 +11,7 @@ only global rank 0 writes files or logs the run's summary lines.
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qmimic.cli import hydra_command
@@ -29,7 +30,7 @@ from qmimic.models import TwoStageDetector, model_report
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
 from qmimic.runs.callbacks import ConfigInCheckpoint, RandomStateInCheckpoint
-from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run
+from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run, quantization_plan
 from qmimic.runs.environment import describe, run_environment
 from qmimic.runs.log import format_metrics, get_logger
 from qmimic.runs.loggers import keep_csv_history
@@ -53,11 +54,29 @@ def build_net(cfg: DictConfig) -> tuple[TwoStageDetector, QuantizationPlan | Non
             state = load_run(cfg.init_ckpt).detector.state_dict()
         check_matches(state, net, cfg.init_ckpt)
         net.load_state_dict(state)
-    plan = instantiate(cfg.quant) if cfg.get("quant") else None
+    plan = quantization_plan(cfg.get("quant"))
     if plan is not None:
         placed = plan.apply(net)
         log.info("quantizers on: %s", ", ".join(placed))
     return net, plan
+
+
+def build_module(cfg: DictConfig, net: TwoStageDetector) -> L.LightningModule:
+    """The configured LightningModule around ``net``; a distillation stage (``teacher_ckpt``
+    set) gets its teacher read here with :func:`load_run` and handed in."""
+    if cfg.get("teacher_ckpt") is None:
+        return instantiate(cfg.module, net=net)
+    if "teacher" not in inspect.signature(get_class(cfg.module._target_)).parameters:
+        raise UserError(
+            f"teacher_ckpt is set but module={cfg.module._target_} trains without a teacher; "
+            "drop teacher_ckpt, or use a distillation stage (+experiment=mimic_<data> or "
+            "qmimic_<data>)"
+        )
+    # Rebuilding the teacher draws random initial weights; keep those draws out of the seeded
+    # stream, as for init_ckpt.
+    with torch.random.fork_rng(devices=[]):
+        teacher = load_run(cfg.teacher_ckpt).detector
+    return instantiate(cfg.module, net=net, teacher=teacher)
 
 
 def _float_baseline(trainer: L.Trainer, module: L.LightningModule, datamodule) -> dict:
@@ -125,13 +144,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "for COCO files, leave data.num_classes=null to take it from their categories)"
         )
     net, plan = build_net(cfg)
-    module = instantiate(cfg.module, net=net)
+    module = build_module(cfg, net)
     resume_from = _check_resume(cfg.get("ckpt_path"), module)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if plan is not None and plan.calibration_batches > 0:
-        callbacks.append(CalibrateQuantizers(plan.calibration_batches))
+        every_epoch = plan.step_rule == "epoch"
+        callbacks.append(CalibrateQuantizers(plan.calibration_batches, every_epoch=every_epoch))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if resume_from is not None:
         keep_csv_history(loggers)

@@ -64,6 +64,9 @@ class DetectorModule(L.LightningModule):
             Single-process runs only: under DDP every process would have to skip alike.
     """
 
+    # Constructor arguments that are built objects, kept out of the saved hyperparameters.
+    passed_in: tuple[str, ...] = ("net", "optimizer", "scheduler")
+
     def __init__(
         self,
         net: TwoStageDetector,
@@ -76,7 +79,7 @@ class DetectorModule(L.LightningModule):
         super().__init__()
         # Factories and the network stay out of hparams: checkpoints must load with
         # weights_only=True; the full config travels as checkpoint["qmimic_config"].
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=list(self.passed_in), logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -8,6 +8,8 @@ from torch.nn import functional as F
 from torchvision.ops import roi_align
 
 REGION_READS = ("roi_align", "native")
+# Region features: one ``[R, C, S, S]`` tensor (a fixed grid) or one ``[C, h, w]`` crop per box.
+Regions = Tensor | list[Tensor]
 
 
 def read_regions(
@@ -37,8 +39,8 @@ def native_crops(features: Tensor, boxes: list[Tensor], *, stride: int) -> list[
 
 
 def mimic_loss(
-    teacher_regions: list[Tensor] | Tensor,
-    student_regions: list[Tensor] | Tensor,
+    teacher_regions: Regions,
+    student_regions: Regions,
     *,
     normalize: bool = True,
 ) -> Tensor:

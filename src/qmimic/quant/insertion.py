@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatch
+from functools import partial
 
 from torch import Tensor, nn
 
+from qmimic.errors import UserError
 from qmimic.quant.quantizer import FeatureQuantizer
 
-QuantizerFactory = Callable[[], FeatureQuantizer]
+QuantizerFactory = Callable[..., FeatureQuantizer]
+STEP_RULES = ("fixed", "epoch", "ema")
 
 
 class QuantizedOutput(nn.Module):
@@ -106,6 +109,12 @@ class QuantizationPlan:
         patterns: further module-name patterns to quantize.
         calibration_batches: training batches used to calibrate the step before fitting
             (0: keep the configured step).
+        step_rule: how the step follows the features while the detector trains:
+            ``"fixed"`` (calibrated once before fitting, then frozen), ``"epoch"`` (calibrated
+            again at the start of every epoch) or ``"ema"`` (calibrated before fitting, then
+            moved every training step towards the batch's own calibrated step with
+            ``momentum``; see :class:`FeatureQuantizer`).
+        momentum: the ``"ema"`` rule's momentum.
     """
 
     def __init__(
@@ -114,13 +123,27 @@ class QuantizationPlan:
         feature_map: bool = True,
         patterns: Sequence[str] = (),
         calibration_batches: int = 0,
+        step_rule: str = "fixed",
+        momentum: float = 0.99,
     ):
+        if step_rule not in STEP_RULES:
+            raise UserError(f"quant.step_rule must be one of {STEP_RULES}, got {step_rule!r}")
+        if step_rule != "fixed" and calibration_batches <= 0:
+            raise UserError(
+                f"quant.step_rule={step_rule} follows the features from a calibrated step: "
+                "set quant.calibration_batches to 1 or more"
+            )
         self.quantizer = quantizer
         self.feature_map = feature_map
         self.patterns = tuple(patterns)
         self.calibration_batches = calibration_batches
+        self.step_rule = step_rule
+        self.momentum = momentum
 
     def apply(self, detector: nn.Module) -> list[str]:
+        make = self.quantizer
+        if self.step_rule == "ema":
+            make = partial(self.quantizer, momentum=self.momentum)
         return insert_quantizers(
-            detector, self.quantizer, feature_map=self.feature_map, patterns=self.patterns
+            detector, make, feature_map=self.feature_map, patterns=self.patterns
         )

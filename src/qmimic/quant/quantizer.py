@@ -44,6 +44,12 @@ class FeatureQuantizer(nn.Module):
             top level (the ``calibration_levels``-th level).
         calibration_levels: number of levels spanned by that percentile; defaults to
             ``num_levels``, else 16.
+        momentum: ``None`` keeps the step fixed between calibrations. A number ``m`` in
+            [0, 1) makes a calibrated quantizer follow its input while the module is in
+            training mode: each forward moves the step to ``m * s + (1 - m) * s_batch``, where
+            ``s_batch`` is the step calibration would set from that batch alone. Eval mode never
+            moves it. Under DDP each process moves its own copy and DDP's buffer broadcast
+            hands every process rank 0's step before the next forward.
 
     Calibration: call :meth:`start_calibration`, run batches through the module (outputs pass
     through unchanged meanwhile), then :meth:`finish_calibration`, which sets
@@ -58,6 +64,7 @@ class FeatureQuantizer(nn.Module):
         enabled: bool = True,
         calibration_percentile: float = 99.9,
         calibration_levels: int | None = None,
+        momentum: float | None = None,
     ):
         super().__init__()
         if step <= 0:
@@ -70,6 +77,8 @@ class FeatureQuantizer(nn.Module):
             raise ValueError(
                 f"calibration_percentile must be in (0, 100], got {calibration_percentile}"
             )
+        if momentum is not None and not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1) (or None), got {momentum}")
         self.register_buffer("step", torch.tensor(float(step)))
         self.register_buffer("calibrated", torch.tensor(False))
         self.num_levels = num_levels
@@ -77,13 +86,24 @@ class FeatureQuantizer(nn.Module):
         self.enabled = enabled
         self.calibration_percentile = calibration_percentile
         self.calibration_levels = calibration_levels or num_levels or 16
+        self.momentum = momentum
         self._observed: list[Tensor] | None = None
 
     def extra_repr(self) -> str:
         return (
             f"step={float(self.step):.4g}, num_levels={self.num_levels}, "
-            f"gradient={self.gradient}, enabled={self.enabled}"
+            f"gradient={self.gradient}, enabled={self.enabled}, momentum={self.momentum}"
         )
+
+    def frozen_copy(self) -> FeatureQuantizer:
+        """A new quantizer computing the same function (step, levels, gradient rule) whose step
+        never moves: calibrated, no momentum. The mimic loss quantizes with such a copy of the
+        teacher's quantizer."""
+        copy = FeatureQuantizer(
+            step=float(self.step), num_levels=self.num_levels, gradient=self.gradient
+        )
+        copy.calibrated.fill_(True)
+        return copy.to(self.step.device)
 
     @property
     def top(self) -> Tensor | None:
@@ -103,6 +123,8 @@ class FeatureQuantizer(nn.Module):
             return x
         if not self.enabled:
             return x
+        if self.training and self.momentum is not None and bool(self.calibrated):
+            self._follow(x)
         if not (torch.is_grad_enabled() and x.requires_grad):
             return self.quantize(x)  # plain tensor ops: what inference and ONNX export see
         if self.gradient == "clipped":
@@ -115,13 +137,23 @@ class FeatureQuantizer(nn.Module):
     def start_calibration(self) -> None:
         self._observed = []
 
-    def _observe(self, x: Tensor) -> None:
+    def _percentile(self, x: Tensor) -> Tensor:
+        """The calibration percentile of ``x``'s values (0-d)."""
         values = x.detach().flatten().float()
-        if values.numel() > 1_000_000:  # torch.quantile has an input size limit; subsample
-            index = torch.randint(values.numel(), (1_000_000,), device=values.device)
-            values = values[index]
-        q = torch.quantile(values, self.calibration_percentile / 100.0)
-        self._observed.append(q)
+        if values.numel() > 1_000_000:  # torch.quantile has an input size limit; thin evenly
+            values = values[:: -(-values.numel() // 1_000_000)]
+        return torch.quantile(values, self.calibration_percentile / 100.0)
+
+    def _observe(self, x: Tensor) -> None:
+        self._observed.append(self._percentile(x))
+
+    @torch.no_grad()
+    def _follow(self, x: Tensor) -> None:
+        """Move the step towards the one this batch alone would calibrate (see ``momentum``)."""
+        batch_step = self._percentile(x) / (self.calibration_levels - 1)
+        moved = self.momentum * self.step + (1 - self.momentum) * batch_step
+        # an all-zero batch says nothing about the scale (and a where() keeps the GPU unsynced)
+        self.step.copy_(torch.where(batch_step > 0, moved, self.step))
 
     def finish_calibration(self) -> float:
         """Set ``step`` from the observed batches; returns the new step."""

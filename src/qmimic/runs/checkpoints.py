@@ -14,6 +14,7 @@ a doctored config could name any function there. Only the constructors in
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from torch import nn
 
 from qmimic.errors import UserError
 from qmimic.models.detector import TwoStageDetector
+from qmimic.quant import QuantizationPlan
 
 CONFIG_KEY = "qmimic_config"  # the run's resolved config (a plain dict)
 CLASS_NAMES_KEY = "qmimic_class_names"  # names of labels 1..C
@@ -159,12 +161,21 @@ def _check_targets(node: object, path: str | Path, where: str) -> None:
             _check_targets(value, path, f"{where}[{index}]")
 
 
+def quantization_plan(quant: Mapping | None) -> QuantizationPlan | None:
+    """The ``quant`` config section as a plan, or ``None`` for no quantization (``quant=none``;
+    a stage's own ``quant.step_rule`` setting left on it names no quantizer)."""
+    if not quant or not quant.get("_target_"):
+        return None
+    return instantiate(quant)
+
+
 def build_configured_detector(config: dict) -> TwoStageDetector:
     """The detector a run's config describes, quantizers included (weights random, as the
     checkpoint's replace them: no ImageNet weights are fetched or read)."""
     detector = instantiate({**config["model"], "pretrained": False, "weights_path": None})
-    if config.get("quant"):
-        instantiate(config["quant"]).apply(detector)
+    plan = quantization_plan(config.get("quant"))
+    if plan is not None:
+        plan.apply(detector)
     return detector
 
 
@@ -198,6 +209,29 @@ class TrainedRun:
     def num_classes(self) -> int:
         """Classes the detector predicts, background included."""
         return int(self.config["model"]["num_classes"])
+
+
+def save_run(
+    path: str | Path,
+    detector: nn.Module,
+    config: dict,
+    class_names: tuple[str, ...] | list[str] | None = None,
+) -> Path:
+    """Write ``detector`` as a checkpoint :func:`load_run` reads: its tensors under ``net.``,
+    the run ``config`` (a plain dict with at least ``model``; ``quant`` and ``data`` when the
+    run had them) and the names of labels 1..C. ``qmimic.train`` writes the same keys through
+    Lightning (:class:`~qmimic.runs.callbacks.ConfigInCheckpoint`) beside its training state;
+    this is the writer for detectors built or trained elsewhere (tests, benchmarks)."""
+    path = Path(path).expanduser()
+    checkpoint: dict[str, Any] = {
+        "state_dict": {f"net.{k}": v for k, v in detector.state_dict().items()},
+        CONFIG_KEY: config,
+    }
+    if class_names:
+        checkpoint[CLASS_NAMES_KEY] = list(class_names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
 
 
 def load_run(path: str | Path) -> TrainedRun:

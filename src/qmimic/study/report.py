@@ -4,11 +4,13 @@
 ``results.json`` holds a ``tuning`` section (one block per variant) and a ``confirmation`` section
 (one block, the latest confirmation); a phase rewrites only its own section. A confirmation on
 new seeds (after the defaults changed) moves the one before it to ``earlier_confirmations``, so a
-confirmation that failed stays on record beside the one that replaced it. Each block: ``seeds``,
-``overrides``, the ``recipe`` its defaults composed and the distinct ``environments`` its runs
-were trained in (each where recorded), per metric the values per
-stage (fractions in [0, 1], one per seed in ``seeds`` order), and the paired comparisons of
-:func:`qmimic.study.statistics.compare`.
+confirmation that failed stays on record beside the one that replaced it; a fresh tuning phase
+(after the method's code changed) likewise moves the tuning before it to ``earlier_tunings``
+with the reason. Each block: ``seeds``, ``overrides``, the ``recipe`` its defaults composed and
+the distinct ``environments`` its runs were trained in (each where recorded), per metric the
+values per stage (fractions in [0, 1], one per seed in ``seeds`` order), the distillation
+stages' ``mimic_match`` and ``mimic_distance`` (their last validation's, one per seed, where the
+runs logged them) and the paired comparisons of :func:`qmimic.study.statistics.compare`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from qmimic.study.runner import metric_table
 from qmimic.study.statistics import compare
 
 METRIC_KEYS = {"voc07_map": "test/voc07_map", "map": "test/map"}
+# How closely the distilled students match their teacher on its quantization grid.
+MIMIC_KEYS = {"mimic_match": "val/mimic_match", "mimic_distance": "val/mimic_distance"}
 TARGETS = (
     ("qmimic - mimic", "qmimic - mimic > 0 with the 95% interval above zero"),
     ("mimic - scratch", "mimic - scratch > 0 with the 95% interval above zero"),
@@ -47,6 +51,10 @@ def phase_block(
         block["environments"] = environments
     for name, key in METRIC_KEYS.items():
         block[name] = metric_table(results, key)
+    for name, key in MIMIC_KEYS.items():
+        table = metric_table(results, key)
+        if table:
+            block[name] = table
     before = [r.get("float/test/voc07_map") for r in results.get("qteacher", [])]
     if before and None not in before:
         block["qteacher_before_finetuning"] = before
@@ -63,7 +71,8 @@ def used_seeds(results: dict, phase: str) -> set[int]:
     """The seeds ``phase`` has run in any variant or earlier confirmation (empty when it has
     not run)."""
     if phase == "tuning":
-        blocks = list((results.get("tuning") or {}).get("variants", {}).values())
+        tunings = [results.get("tuning") or {}, *results.get("earlier_tunings", [])]
+        blocks = [b for tuning in tunings for b in tuning.get("variants", {}).values()]
     else:
         blocks = [results.get("confirmation") or {}, *results.get("earlier_confirmations", [])]
     return {seed for block in blocks for seed in block.get("seeds", [])}
@@ -77,6 +86,16 @@ def record_confirmation(results: dict, block: dict) -> dict:
     if current and current["seeds"] != block["seeds"]:
         results.setdefault("earlier_confirmations", []).append(current)
     results["confirmation"] = block
+    return results
+
+
+def start_new_tuning(results: dict, reason: str) -> dict:
+    """``results`` with an empty tuning section; the one before goes to ``earlier_tunings``
+    with ``reason`` (why its numbers no longer describe the method)."""
+    current = results.get("tuning")
+    if current and current.get("variants"):
+        results.setdefault("earlier_tunings", []).append({**current, "superseded": reason})
+    results["tuning"] = {"variants": {}}
     return results
 
 
@@ -110,6 +129,22 @@ def difference_table(comparisons: dict) -> str:
         for name, d in comparisons["differences"].items()
     ]
     header = ["paired difference", "mean", "95% t interval", "seeds won", "per seed"]
+    return markdown_table(header, rows)
+
+
+def match_table(block: dict) -> str:
+    """Per-seed match rate (%) and distance (steps) of the distilled students, "" if none."""
+    match, distance = block.get("mimic_match") or {}, block.get("mimic_distance") or {}
+    if not match:
+        return ""
+    header = ["stage", "measure", *(f"seed {s}" for s in block["seeds"]), "mean"]
+    rows = []
+    for stage, values in match.items():
+        rows.append([stage, "match %", *(pct(v) for v in values), pct(statistics.mean(values))])
+        if stage in distance:
+            steps = distance[stage]
+            rows.append([stage, "distance (steps)", *(f"{v:.2f}" for v in steps),
+                         f"{statistics.mean(steps):.2f}"])  # fmt: skip
     return markdown_table(header, rows)
 
 
@@ -172,6 +207,16 @@ def block_markdown(title: str, block: dict) -> list[str]:
     lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]
     lines += ["Paired differences, VOC07 mAP@0.5:", "", difference_table(block["comparisons"])]
     lines += gap_lines(block["comparisons"])
+    matches = match_table(block)
+    if matches:
+        lines += [
+            "",
+            "Match rate on the teacher's grid (last validation, the teacher's top proposals): the "
+            "share of region feature elements where Q(r(f_s)) = Q(f_t), and the mean "
+            "|r(f_s) - f_t| in steps:",
+            "",
+            matches,
+        ]
     lines += ["", "Paired differences, COCO mAP:", ""]
     lines += [difference_table(block["comparisons_map"])]
     return lines
@@ -263,6 +308,10 @@ def markdown(results: dict, preamble: str) -> str:
         lines += ["", tuning_summary(tuning)]
         for name, block in tuning.items():
             lines += block_markdown(f"`{name}`", block) + [""]
+    for earlier in results.get("earlier_tunings", []):
+        lines += ["## Earlier tuning (superseded)", "", f"Why: {earlier['superseded']}", ""]
+        lines.append(selection_line(earlier["variants"], confirmed=True))
+        lines += ["", tuning_summary(earlier["variants"]), ""]
     return "\n".join(lines) + "\n"
 
 
