@@ -52,6 +52,7 @@ def data_overrides(tmp_path_factory: pytest.TempPathFactory, shapes_cache: Path)
         "faces": [f"data.root={root / 'faces'}", "data.num_train=6", "data.num_val=4"]
         + ["data.image_size=96"],
         "voc": [f"data.root={tiny_voc(root / 'voc')}", "data.batch_size=2"],
+        "voc_cpu": [f"data.root={root / 'voc'}", "data.batch_size=2"],  # 2007-train/val
         "widerface": [f"data.root={tiny_wider(root / 'wider')}", "data.batch_size=3"],
         "coco": [
             f"data.images={coco['images']}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from helpers import run_cli, tiny_overrides
+from helpers import TINY_SPEC, run_cli, tiny_overrides
 
 
 def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -32,6 +32,7 @@ def test_fast_dev_run_writes_results(shapes_cache: Path, tmp_path: Path):
     results = json.loads((run_dir / "results.json").read_text())
     for key in ("test/map_50", "test/map", "test/voc07_map"):
         assert isinstance(results[key], float) and 0.0 <= results[key] <= 1.0
+    assert results["test/images"] == TINY_SPEC.num_test  # what the metrics were computed on
     assert results["experiment"] == "scratch_shapes"
     assert results["seed"] == 0 and results["parameters"] > 0 and results["wall_time_s"] > 0
     environment = results["environment"]  # what else the numbers depend on

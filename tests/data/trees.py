@@ -53,11 +53,13 @@ def write_voc(
 
 
 def tiny_voc(root: Path) -> Path:
-    """VOC2007 (trainval + test) and VOC2012 (trainval), a few objects each, one grayscale."""
+    """VOC2007 (trainval, its train and val halves, test) and VOC2012 (trainval), a few
+    objects each, one grayscale."""
     a = voc_object("dog", (5, 6, 40, 40)) + voc_object("person", (30, 2, 60, 46), "1")
     b = voc_object("car", (2, 10, 30, 30), None) + voc_object("cat", (20, 12, 50, 44))
     c = voc_object("bird", (10, 8, 50, 40))
-    write_voc(root, 2007, {"000001": a, "000002": b}, {"trainval": ["000001", "000002"]})
+    sets = {"trainval": ["000001", "000002"], "train": ["000001"], "val": ["000002"]}
+    write_voc(root, 2007, {"000001": a, "000002": b}, sets)
     write_voc(root, 2007, {"000003": c, "000004": a + b}, {"test": ["000003", "000004"]})
     write_voc(root, 2012, {"2008_000001": b}, {"trainval": ["2008_000001"]}, mode="L")
     return root
