@@ -61,6 +61,18 @@ def compose_train_config(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
+def compose_evaluate(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The ``evaluate`` config composed as the command line would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("evaluate", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
 def run_cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m <module> <overrides>`` as a user runs it, output captured."""
     return subprocess.run(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from data.trees import tiny_voc
 from helpers import payload_checkpoint, save_untrained_checkpoint, tiny_overrides
 
 # case -> (command, arguments with {placeholders}, what the error line must say, with the same
@@ -55,6 +56,17 @@ CASES = {
         "train", ["{tiny}", "model.pretrained=true"],
         "ImageNet weights exist for width 1 only, got width=0.25; narrow students train from "
         "scratch: set model.pretrained=false"),
+    "train: a listed test image is missing": (
+        "train", ["data=voc", "data.root={voc_missing}", "data.num_workers=0",
+                  "data.persistent_workers=false", "paths.log_dir={root}/logs"],
+        "1 file(s) listed for the val split do not exist (1 of its 2 samples), e.g. "
+        "{voc_missing}/VOCdevkit/VOC2007/JPEGImages/000004.jpg"),
+    "train: qmimic from a float teacher": (
+        "train", ["{tiny}", "+experiment=qmimic_shapes", "teacher_ckpt={ckpt}"],
+        "the teacher has no feature quantizer"),
+    "train: quant.step_rule unknown": (
+        "train", ["{tiny}", "+experiment=quant_shapes", "quant.step_rule=sometimes"],
+        "quant.step_rule must be one of"),
     "train: teacher checkpoint carries a pickle payload": (
         "train", ["{tiny}", "+experiment=mimic_shapes", "teacher_ckpt={payload}"],
         "refusing to load {payload}"),
@@ -65,6 +77,10 @@ CASES = {
     "evaluate: data= of another layout": (
         "evaluate", ["ckpt={ckpt}", "data=voc", "data.root={cache}"],
         "Pascal VOC image set not found"),
+    "evaluate: a listed test image is missing": (
+        "evaluate", ["ckpt={ckpt}", "data=voc", "data.root={voc_missing}", "data.num_workers=0",
+                     "data.persistent_workers=false"],
+        "1 file(s) listed for the test split do not exist"),
     "evaluate: checkpoint carries a pickle payload": (
         "evaluate", ["ckpt={payload}"], "refusing to load {payload}"),
     "evaluate: run folder inside a file": (
@@ -116,7 +132,11 @@ def outcomes(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4096])
     (root / "a_file").write_text("a file where a folder is expected\n")
     payload, marker = payload_checkpoint(root)
+    voc_missing = tiny_voc(root / "voc_missing")
+    (voc_missing / "VOCdevkit/VOC2007/JPEGImages/000004.jpg").unlink()
     places = {
+        "root": root,
+        "voc_missing": voc_missing,
         "tiny": tiny,
         "cache": shapes_cache,
         "ckpt": ckpt,

@@ -12,7 +12,8 @@ from qmimic.conf import experiments, missing_keys
 from qmimic.quant import feature_quantizers
 
 EXPERIMENTS = list(experiments())
-# data=coco leaves the user's files unset and takes the class count from them.
+# data=coco leaves the user's files unset and takes the class count from them (as data=voc_folder
+# does with its folder).
 USER_FILES = ["data.images", "data.train_annotations", "data.test_annotations"]
 
 
@@ -28,6 +29,10 @@ def test_experiment_composes_and_builds(experiment: str, tmp_path: Path):
         bare = compose_train_config(overrides, tmp_path)
         assert set(USER_FILES) <= set(missing_keys(bare)) and bare.data.num_classes is None
         overrides += [f"{key}=files/{key}" for key in USER_FILES] + ["data.num_classes=4"]
+    if experiment.endswith("_voc_folder"):  # the user's folder, classes read from it
+        bare = compose_train_config(overrides, tmp_path)
+        assert "data.root" in missing_keys(bare) and bare.data.num_classes is None
+        overrides += ["data.root=export", "data.num_classes=4"]
     cfg = compose_train_config(overrides, tmp_path)
     assert cfg.task_name == experiment
     assert cfg.model.num_classes == cfg.data.num_classes

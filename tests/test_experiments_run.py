@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data.trees import tiny_coco, tiny_voc, tiny_wider
+from data.trees import tiny_coco, tiny_voc, tiny_voc_folder, tiny_wider
 from helpers import TINY_SPEC, compose_train_config, save_untrained_checkpoint
 from qmimic.cli.train import train
 from qmimic.conf import experiments, missing_keys
@@ -53,6 +53,11 @@ def data_overrides(tmp_path_factory: pytest.TempPathFactory, shapes_cache: Path)
         + ["data.image_size=96"],
         "voc": [f"data.root={tiny_voc(root / 'voc')}", "data.batch_size=2"],
         "voc_cpu": [f"data.root={root / 'voc'}", "data.batch_size=2"],  # 2007-train/val
+        "voc_folder": [
+            f"data.root={tiny_voc_folder(root / 'folder')}",
+            "data.batch_size=2",
+            "data.num_classes=3",
+        ],  # fmt: skip
         "widerface": [f"data.root={tiny_wider(root / 'wider')}", "data.batch_size=3"],
         "coco": [
             f"data.images={coco['images']}",

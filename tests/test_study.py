@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from qmimic.study.report import (
     used_seeds,
     write_study,
 )
-from qmimic.study.runner import run_seed, variant_out
+from qmimic.study.runner import collect, run_seed, run_shared_teachers, variant_out
 from qmimic.study.statistics import gap_closed, paired_difference
 from qmimic.study.variants import Variant, expand, reused_stages
 
@@ -299,3 +300,29 @@ def test_a_new_tuning_keeps_the_one_before_on_record(tmp_path: Path):
     write_study(tmp_path, results, "")
     text = (tmp_path / "results.md").read_text()
     assert "## Earlier tuning (superseded)" in text and "Why: the loss changed" in text
+
+
+def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_path: Path):
+    stages = load_stages("voc_cpu")
+    calls: list = []
+    lane = partial(run_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
+                   schedule=[], runner=fake_runner(calls), shared_from=20)  # fmt: skip
+    run_shared_teachers(20, lambda seed, chosen: lane(seed, stages=chosen), stages)
+    assert [(c[1], c[2]) for c in calls] == [(20, "teacher"), (20, "qteacher"),
+                                             (20, "ftteacher")]  # fmt: skip
+    for seed in (20, 21, 22):
+        lane(seed, stages=stages)
+    students = {s.name for s in stages if s.student}
+    trained = [(seed, stage) for _, seed, stage, _ in calls]
+    assert sorted(trained) == sorted(
+        [(20, "teacher"), (20, "qteacher"), (20, "ftteacher")]
+        + [(seed, name) for seed in (20, 21, 22) for name in students]
+    )
+    out = variant_out(tmp_path, "confirmation", Variant())
+    linked = out / "seed22" / "qteacher"
+    assert linked.is_symlink() and linked.resolve() == (out / "seed20" / "qteacher").resolve()
+    results = collect(out, [20, 21, 22], stages)
+    block = phase_block(results, [20, 21, 22], [], shared_teacher=20)
+    assert block["voc07_map"]["teacher"] == [block["voc07_map"]["teacher"][0]] * 3
+    write_study(tmp_path, {"confirmation": block}, "")
+    assert "One teacher for all seeds" in (tmp_path / "results.md").read_text()

@@ -11,11 +11,13 @@ from qmimic.conf import options
 from qmimic.data import DetectionDataModule
 
 DATA = options("data")
-PROTOCOLS = {"voc": "voc", "shapes": "voc", "widerface": "wider", "faces": "wider", "coco": "voc"}
-# Where each dataset lives: data.root, except for COCO files (whose classes are read from them).
+PROTOCOLS = {"voc": "voc", "shapes": "voc", "widerface": "wider", "faces": "wider", "coco": "voc",
+             "voc_cpu": "voc", "voc_folder": "voc"}  # fmt: skip
+# Where each dataset lives: data.root, except for COCO files.
 LOCATIONS = {
     "coco": ["images={d}", "train_annotations={d}/train.json", "test_annotations={d}/t.json"]
 }
+CLASSES_FROM_FILES = {"coco", "voc_folder"}  # their num_classes is null until the files are read
 
 
 def test_every_dataset_has_a_config():
@@ -39,8 +41,8 @@ def test_data_config_builds(data: str, tmp_path: Path):
         assert key in cfg.data
     module = instantiate(cfg.data.datamodule)
     assert isinstance(module, DetectionDataModule)
-    if cfg.data.num_classes is None:  # COCO: the files' categories decide, once they are read
-        assert data in LOCATIONS
+    if cfg.data.num_classes is None:  # the files' classes decide, once they are read
+        assert data in CLASSES_FROM_FILES
     else:
         assert module.num_classes == cfg.data.num_classes
     assert module.on_bad_sample == cfg.data.on_bad_sample

@@ -100,18 +100,62 @@ def test_bad_sample_from_a_worker_has_no_traceback(tmp_path: Path):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_skip_replaces_bad_samples_and_reports_them(tmp_path: Path, workers: int):
+def test_skip_drops_bad_samples_and_reports_them(tmp_path: Path, workers: int):
     path = corrupt_first(mixed_voc(tmp_path))
     module = voc_module(tmp_path, on_bad_sample="skip", num_workers=workers)
     seen = []
     for batch in module.val_dataloader():
         batch = module.on_after_batch_transfer(batch, 0)
+        assert len(batch[0]) == len(batch[1])
         seen += [t["image_id"] for t in batch[1]]
         assert all("skipped_samples" not in t for t in batch[1])
-    assert len(seen) == 4 and IDS[0] not in seen
-    with pytest.warns(DataWarning, match="skipped 1 bad samples") as record:
+    assert seen == IDS[1:4]  # dropped, not replaced: no sample counted twice
+    assert module.report.skipped("val") == [f"cannot read image {path}: cannot identify image "
+                                           f"file '{path}'"]  # fmt: skip
+    with pytest.warns(DataWarning, match="left 1 bad samples out of the val split") as record:
         module.teardown("validate")
     assert str(path) in str(record[0].message)
+
+
+def test_a_batch_of_only_bad_samples_arrives_empty(tmp_path: Path):
+    mixed_voc(tmp_path)
+    for image in IDS[:3]:
+        (tmp_path / "VOCdevkit/VOC2007/JPEGImages" / f"{image}.jpg").write_bytes(b"not a jpeg")
+    module = voc_module(tmp_path, on_bad_sample="skip")
+    first, second = [module.on_after_batch_transfer(b, 0) for b in module.val_dataloader()]
+    assert first == ([], [])  # the module steps skip it
+    assert [t["image_id"] for t in second[1]] == [IDS[3]]
+    assert len(module.report.skipped("val")) == 3
+
+
+def test_missing_files_stop_the_run_before_it_starts(tmp_path: Path):
+    mixed_voc(tmp_path)
+    for image in IDS[2:5]:
+        (tmp_path / "VOCdevkit/VOC2007/JPEGImages" / f"{image}.jpg").unlink()
+    (tmp_path / "VOCdevkit/VOC2007/Annotations" / f"{IDS[9]}.xml").unlink()
+    module = voc_module(tmp_path)
+    with pytest.raises(UserError, match=r"4 file\(s\) listed for the train split do not exist "
+                       r"\(4 of its 10 samples\).*000002.jpg.*on_bad_sample=skip"):  # fmt: skip
+        module.use_splits(["train", "val"])
+    skipping = voc_module(tmp_path, on_bad_sample="skip")
+    skipping.use_splits(["train", "val"])
+    assert len(skipping.splits["train"]) == 6 and len(skipping.splits["val"]) == 2
+    assert len(skipping.report.skipped("train")) == 4
+    assert skipping.report.skipped("val") == [
+        f"file not found: {tmp_path}/VOCdevkit/VOC2007/JPEGImages/{i}.jpg" for i in IDS[2:4]
+    ]
+    ids = [t["image_id"] for _, targets in skipping.val_dataloader() for t in targets]
+    assert ids == IDS[:2]
+
+
+def test_only_the_splits_in_use_need_their_files(tmp_path: Path):
+    mixed_voc(tmp_path)
+    (tmp_path / "VOCdevkit/VOC2007/ImageSets/Main/train.txt").unlink()
+    module = voc_module(tmp_path)
+    module.use_splits(["val"])  # what evaluation does: train's list need not exist
+    assert len(module.splits["val"]) == 4
+    with pytest.raises(UserError, match="image set not found"):
+        voc_module(tmp_path).use_splits(["train", "val"])
 
 
 def test_clipping_is_counted_once_per_image(tmp_path: Path):
@@ -133,7 +177,7 @@ def test_malformed_wider_records_are_skipped_at_setup(tmp_path: Path):
     module = DetectionDataModule(source, on_bad_sample="skip")
     module.setup("fit")
     assert len(module.splits["train"]) == 2
-    with pytest.warns(DataWarning, match=r"skipped 1 bad samples.*wider_face_train_bbx_gt.txt:6"):
+    with pytest.warns(DataWarning, match=r"left 1 bad samples out of the train split.*txt:6"):
         module.teardown("fit")
     with pytest.raises(BadSampleError, match="wider_face_train_bbx_gt.txt:6"):
         DetectionDataModule(WiderFaceSource(tmp_path)).setup("fit")

@@ -222,3 +222,50 @@ def tiny_coco(root: Path) -> dict[str, Path]:
     paths["train"].write_text(json.dumps(train))
     paths["test"].write_text(json.dumps(test))
     return paths
+
+
+# ----------------------------------------------------------------------- exported VOC folder
+
+FOLDER_XML = """<annotation><folder>JPEGImages</folder><filename>{filename}</filename>
+{size}{objects}</annotation>"""
+
+
+def write_voc_folder(
+    root: Path,
+    entries: dict[str, str],
+    splits: dict[str, list[str]],
+    suffixes: dict[str, str] | None = None,
+    size: tuple[int, int] = (64, 48),
+    without_size: tuple[str, ...] = (),
+) -> Path:
+    """An exported Pascal VOC folder as annotation tools write it: ``root/Annotations``,
+    ``root/JPEGImages`` (suffix per id, ``.jpg`` by default) and ``root/ImageSets/Main``."""
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for name, objects in entries.items():
+        suffix = (suffixes or {}).get(name, ".jpg")
+        pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "JPEGImages" / f"{name}{suffix}")
+        size_tag = (
+            ""
+            if name in without_size
+            else (
+                f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+            )
+        )
+        xml = FOLDER_XML.format(filename=f"{name}{suffix}", size=size_tag, objects=objects)
+        (root / "Annotations" / f"{name}.xml").write_text(xml)
+    for split, ids in splits.items():
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
+def tiny_voc_folder(root: Path) -> Path:
+    """Own classes (vest, helmet; the train list names helmet first), a PNG among JPEGs, a
+    difficult object; train a, b; val c; test c, d."""
+    helmet, vest = voc_object("helmet", (5, 6, 30, 30)), voc_object("vest", (20, 10, 60, 44))
+    entries = {"a": vest + helmet, "b": helmet, "c": vest + voc_object("helmet", (2, 2, 9, 9), "1"),
+               "d": helmet + vest}  # fmt: skip
+    splits = {"train": ["a", "b"], "val": ["c"], "test": ["c", "d"]}
+    return write_voc_folder(root, entries, splits, suffixes={"b": ".png"})

@@ -47,6 +47,17 @@ def runs(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {name: root / name for name in jobs}
 
 
+def test_a_resumed_run_logs_on_into_its_own_wandb_run(runs, shapes_cache: Path):
+    (first,) = (runs["wandb"] / "wandb").glob("offline-run-*")
+    resumed_dir = runs["wandb"].parent / "wandb-resumed"
+    ckpt = runs["wandb"] / "checkpoints" / "last.ckpt"
+    result = _train("wandb", shapes_cache, resumed_dir, f"ckpt_path={ckpt}", "trainer.max_epochs=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (resumed,) = (resumed_dir / "wandb").glob("offline-run-*")
+    run_id = first.name.rsplit("-", 1)[1]  # offline-run-<time>-<id>
+    assert resumed.name.rsplit("-", 1)[1] == run_id
+
+
 def test_wandb_run_holds_images_with_predicted_and_true_boxes(runs):
     (offline,) = (runs["wandb"] / "wandb").glob("offline-run-*")
     images = sorted((offline / "files" / "media" / "images" / "val").glob("detections_*.png"))

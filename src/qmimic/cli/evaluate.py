@@ -1,7 +1,10 @@
 """Evaluate a checkpoint: ``python -m qmimic.evaluate ckpt=PATH [data=NAME data.root=...]``.
 
-Writes ``results.json`` (test metrics), ``per_class_ap.md`` (VOC07 AP per class) and
-``evaluate.log`` into the Hydra run directory.
+Scores the data's test split with the data's protocol (VOC07 mAP for VOC layouts, the official
+easy/medium/hard AP for WIDER FACE) beside COCO mAP; only that split's files need to exist.
+Writes ``results.json`` (test metrics, ``test/images`` scored and ``test/skipped``),
+``per_class_ap.md`` (VOC07 AP per class, VOC protocol), ``skipped.json`` (when samples were left
+out) and ``evaluate.log`` into the Hydra run directory.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from qmimic.models import count_parameters
 from qmimic.modules import DetectorModule
 from qmimic.runs.checkpoints import load_run
 from qmimic.runs.log import format_metrics, get_logger
-from qmimic.runs.results import write_json, write_text
+from qmimic.runs.results import record_left_out, write_json, write_text
 
 log = get_logger("qmimic.evaluate")
 
@@ -43,10 +46,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_complete(cfg, "e.g. ckpt=outputs/<task>/runs/<time>/checkpoints/last.ckpt")
     L.seed_everything(cfg.seed, workers=True)
     run = load_run(cfg.ckpt)
-    module = DetectorModule(run.detector, optimizer=None)  # test only
     data_cfg = cfg.data if cfg.get("data") is not None else OmegaConf.create(run.config["data"])
+    if "classes" in data_cfg and data_cfg.classes is None and run.class_names:
+        # data whose classes come from its training annotations: the checkpoint's, in its order,
+        # so that only the evaluated split is read and the labels mean what they meant in training
+        data_cfg.classes = list(run.class_names)
+    # scored with the data's own protocol: VOC07 for VOC layouts, easy/medium/hard for WIDER FACE
+    protocol = data_cfg.get("eval_protocol", "voc")
+    module = DetectorModule(run.detector, optimizer=None, eval_protocol=protocol)  # test only
     datamodule = instantiate(data_cfg.datamodule)
-    datamodule.prepare_data()
+    datamodule.use_splits(["test"])  # only the evaluated split's files need to exist
     if datamodule.num_classes != run.num_classes:
         raise UserError(
             f"the checkpoint predicts {run.num_classes} classes but the "
@@ -60,10 +69,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": data_cfg.get("name"),
         "parameters": count_parameters(module.net),
         **{k: float(v) for k, v in metrics.items()},
+        **record_left_out(output_dir, {"test": datamodule.report.skipped("test")}),
     }
     write_json(output_dir / "results.json", results)
-    table = per_class_table(module.test_results, datamodule.class_names)
-    write_text(output_dir / "per_class_ap.md", table)
+    table = ""
+    if protocol == "voc":  # WIDER FACE has one class; its settings are in results.json
+        table = per_class_table(module.test_results, datamodule.class_names)
+        write_text(output_dir / "per_class_ap.md", table)
     log.info("%s\nresults written to %s\n%s", table, output_dir, format_metrics(metrics))
     return results
 

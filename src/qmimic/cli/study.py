@@ -38,7 +38,7 @@ from qmimic.study.report import (
     used_seeds,
     write_study,
 )
-from qmimic.study.runner import collect, run_all, run_seed, variant_out
+from qmimic.study.runner import collect, run_all, run_seed, run_shared_teachers, variant_out
 from qmimic.study.variants import Variant, expand
 
 log = get_logger("qmimic.study")
@@ -46,8 +46,8 @@ log = get_logger("qmimic.study")
 # The study's schedule on the built-in data: 3 epochs for the teacher and the students (the
 # recipe's 1 epoch for stage 2 and its control). A CPU-budget choice, about 17 min per seed on
 # 2 cores. The shapes recipe (the demo) uses the same epochs; they are spelt out here so that
-# the study's schedule stays fixed when a recipe changes.
-SCHEDULE = ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]
+# the study's schedule stays fixed when a recipe changes. Other data train on their recipe's.
+SCHEDULES = {"shapes": ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]}
 PHASES = ("tuning", "confirmation")
 
 
@@ -70,6 +70,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--new-tuning", metavar="REASON",
         help="tuning only: start a fresh tuning section; the one before is kept in the results "
         "as an earlier tuning, with REASON (e.g. what changed in the method's code)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shared-teacher", action="store_true",
+        help="train the teacher stages (teacher, qteacher, ftteacher) once, on the first seed, "
+        "and let every seed's students distil from them (pairs stay paired: same teacher, same "
+        "data); the report says so. For data whose teacher costs hours",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
@@ -140,8 +146,10 @@ def composed_recipe(stages: list, overrides: list[str]) -> dict:
 
 
 def preamble(data: str, schedule: list[str]) -> str:
+    described = "Built-in `shapes` data" if data == "shapes" else f"Data `{data}`"
+    trained = f"schedule `{' '.join(schedule)}`" if schedule else "the recipe's schedule"
     return (
-        f"Built-in `{data}` data, width-1/16 students, schedule `{' '.join(schedule)}` "
+        f"{described} (recipe/{data}.yaml), width-1/16 students, {trained} "
         "(stage 2 and its control `ftteacher`: the recipe's fine-tuning). Values are VOC07 "
         "mAP@0.5 in points unless marked. Intervals: Student's t over the per-seed paired "
         "differences (n - 1 degrees of freedom). Gap closed: (mean student - mean scratch) / "
@@ -175,18 +183,22 @@ def main(argv: list[str] | None = None) -> None:
         results = start_new_tuning(results, args.new_tuning)
     check_seeds(results, args.phase, args.seeds)
     check_only_variants(args, results)
-    schedule = [*SCHEDULE, *args.overrides]
+    schedule = [*SCHEDULES.get(args.data, []), *args.overrides]
+    shared = args.seeds[0] if args.shared_teacher else None
     lane = partial(
-        run_seed, variants=variants, stages=stages, runs=args.runs, phase=args.phase,
-        schedule=schedule, quiet=args.jobs > 1, all_defaults=not args.only_variants,
+        run_seed, variants=variants, runs=args.runs, phase=args.phase, schedule=schedule,
+        quiet=args.jobs > 1, all_defaults=not args.only_variants, shared_from=shared,
     )  # fmt: skip
-    run_all(args.seeds, args.jobs, lambda seed, env: lane(seed, env=env))
+    if shared is not None:
+        run_shared_teachers(shared, lambda seed, chosen: lane(seed, stages=chosen), stages)
+    run_all(args.seeds, args.jobs, lambda seed, env: lane(seed, stages=stages, env=env))
     blocks = {
         v.name: phase_block(
             collect(variant_out(args.runs, args.phase, v), args.seeds, stages),
             args.seeds,
             [*schedule, *v.overrides],
             composed_recipe(stages, [*schedule, *v.overrides]),
+            shared_teacher=shared,
         )
         for v in variants
         if v.overrides or not args.only_variants

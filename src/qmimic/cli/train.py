@@ -29,12 +29,22 @@ from qmimic.errors import UserError
 from qmimic.models import TwoStageDetector, model_report
 from qmimic.quant import QuantizationPlan, feature_quantizers
 from qmimic.quant.calibration import CalibrateQuantizers
-from qmimic.runs.callbacks import ConfigInCheckpoint, RandomStateInCheckpoint
-from qmimic.runs.checkpoints import check_matches, load_checkpoint, load_run, quantization_plan
+from qmimic.runs.callbacks import (
+    ConfigInCheckpoint,
+    RandomStateInCheckpoint,
+    WandbRunInCheckpoint,
+)
+from qmimic.runs.checkpoints import (
+    WANDB_ID_KEY,
+    check_matches,
+    load_checkpoint,
+    load_run,
+    quantization_plan,
+)
 from qmimic.runs.environment import describe, run_environment
 from qmimic.runs.log import format_metrics, get_logger
-from qmimic.runs.loggers import keep_csv_history
-from qmimic.runs.results import write_json, write_text
+from qmimic.runs.loggers import instantiate_loggers, keep_csv_history
+from qmimic.runs.results import record_left_out, write_json, write_text
 
 log = get_logger("qmimic.train")
 
@@ -90,12 +100,16 @@ def _float_baseline(trainer: L.Trainer, module: L.LightningModule, datamodule) -
     return {f"float/{k}": float(v) for k, v in metrics.items()}
 
 
-def _check_resume(ckpt_path: str | None, module: L.LightningModule) -> str | None:
+def _check_resume(
+    ckpt_path: str | None, module: L.LightningModule
+) -> tuple[str | None, str | None]:
+    """The checkpoint to resume from (checked against ``module``) and the wandb run id it
+    recorded, or Nones for a fresh run."""
     if ckpt_path is None:
-        return None
+        return None, None
     checkpoint = load_checkpoint(ckpt_path)
     check_matches(checkpoint["state_dict"], module, ckpt_path)
-    return str(Path(ckpt_path).expanduser())
+    return str(Path(ckpt_path).expanduser()), checkpoint.get(WANDB_ID_KEY)
 
 
 def _check_distributed(trainer: L.Trainer, datamodule: L.LightningDataModule) -> None:
@@ -134,30 +148,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data.datamodule)
-    datamodule.prepare_data()  # fail on a missing dataset before anything is written
-    if cfg.data.get("num_classes") is None:  # data=coco: the files' categories decide
+    # Fail on a missing dataset, or on missing files of any split this run reads, before
+    # anything is written or trained.
+    datamodule.use_splits(["train", "val", *(["test"] if cfg.get("test", True) else [])])
+    if "classes" in cfg.data and cfg.data.classes is None:  # data=voc_folder: found in the files
+        cfg.data.classes = list(datamodule.class_names)  # recorded in config.yaml and checkpoints
+    if cfg.data.get("num_classes") is None:  # data=coco, voc_folder: the files' classes decide
         cfg.data.num_classes = datamodule.num_classes
     elif datamodule.num_classes != cfg.data.num_classes:
         raise UserError(
             f"data.num_classes={cfg.data.num_classes} but the dataset has "
             f"{datamodule.num_classes} classes including background; fix the config (or, "
-            "for COCO files, leave data.num_classes=null to take it from their categories)"
+            "for COCO files or an exported VOC folder, leave data.num_classes=null to take it "
+            "from their classes)"
         )
     net, plan = build_net(cfg)
     module = build_module(cfg, net)
-    resume_from = _check_resume(cfg.get("ckpt_path"), module)
+    resume_from, wandb_id = _check_resume(cfg.get("ckpt_path"), module)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if plan is not None and plan.calibration_batches > 0:
         every_epoch = plan.step_rule == "epoch"
         callbacks.append(CalibrateQuantizers(plan.calibration_batches, every_epoch=every_epoch))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = instantiate_loggers(list((cfg.get("logger") or {}).values()), resume_id=wandb_id)
     if resume_from is not None:
         keep_csv_history(loggers)
     for logger in loggers:  # the whole config, so dashboards can compare runs by any key
         logger.log_hyperparams(resolved)
-    callbacks += [ConfigInCheckpoint(resolved), RandomStateInCheckpoint()]
+    callbacks += [ConfigInCheckpoint(resolved), RandomStateInCheckpoint(), WandbRunInCheckpoint()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _check_distributed(trainer, datamodule)
     if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
@@ -203,7 +222,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **validated,
         **{k: float(v) for k, v in metrics.items()},
     }
+    left_out = {split: datamodule.report.skipped(split) for split in datamodule.active}
     if trainer.is_global_zero:  # metrics are gathered over all ranks: the same on each
+        results |= record_left_out(output_dir, left_out)
         write_json(output_dir / "results.json", results)
         log.info("results written to %s\n%s", output_dir / "results.json", format_metrics(metrics))
     return results
@@ -218,7 +239,7 @@ def main(cfg: DictConfig) -> float | None:
         return None
     if metric in results:
         return results[metric]
-    known = ", ".join(k for k in results if k.startswith("val/"))
+    known = ", ".join(k for k in results if k.startswith("val/") and k != "val/skipped")
     if known or _is_sweep():  # a misspelt metric, or a sweeper that needs the value
         raise UserError(
             f"optimized_metric={metric} was not logged; "

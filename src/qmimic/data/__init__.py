@@ -19,7 +19,14 @@ from qmimic.data.generated import (
 )
 from qmimic.data.images import BadSampleError, load_rgb_image
 from qmimic.data.report import DataReport, DataWarning
-from qmimic.data.voc import VOC_CLASSES, VOCDataset, VOCSource, parse_voc_annotation
+from qmimic.data.voc import (
+    VOC_CLASSES,
+    VOCDataset,
+    VOCFolderDataset,
+    VOCFolderSource,
+    VOCSource,
+    parse_voc_annotation,
+)
 from qmimic.data.widerface import (
     WIDER_CLASSES,
     WiderFaceDataset,
@@ -42,6 +49,8 @@ __all__ = [
     "ShapesSource",
     "ShapesSpec",
     "VOCDataset",
+    "VOCFolderDataset",
+    "VOCFolderSource",
     "VOCSource",
     "WiderFaceDataset",
     "WiderFaceSource",

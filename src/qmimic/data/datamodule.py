@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import lightning as L
@@ -9,9 +10,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from qmimic.data.bad_samples import SkipBadSamples, check_policy
+from qmimic.data.bad_samples import (
+    DropBadSamples,
+    DroppedSample,
+    check_policy,
+    missing_files,
+    missing_files_error,
+    without_missing,
+)
 from qmimic.data.grouping import GroupedBatchSampler, aspect_groups
-from qmimic.data.report import DataReport
+from qmimic.data.report import SKIPPED, DataReport
 from qmimic.data.sharding import ContiguousShardSampler, distributed_world
 from qmimic.data.transforms import RandomHorizontalFlip
 from qmimic.errors import UserError
@@ -26,15 +34,31 @@ class DetectionSource(Protocol):
 
     class_names: tuple[str, ...]
 
-    def prepare(self) -> None: ...
+    def prepare(self, splits: Collection[str] | None = None) -> None:
+        """Make sure the files of ``splits`` (None: every configured split) are there."""
+        ...
 
     def dataset(self, split: str, train: bool) -> Dataset: ...
 
 
-def collate_detection(samples: list[tuple[Tensor, dict]]) -> Batch:
-    """Keep variable-size images as a list; the detector's transform pads them into a batch."""
-    images, targets = zip(*samples, strict=True)
-    return list(images), list(targets)
+def collate_detection(samples: list[tuple[Tensor, dict] | DroppedSample]) -> Batch:
+    """Keep variable-size images as a list; the detector's transform pads them into a batch.
+
+    Samples that could not be read (:class:`~qmimic.data.bad_samples.DroppedSample`) are left
+    out; their ``(split, message)`` pairs ride in the first target under
+    :data:`~qmimic.data.report.SKIPPED`, or
+    in a target of their own when nothing else is left (the data module's report removes it,
+    leaving an empty batch that the modules skip)."""
+    kept = [s for s in samples if not isinstance(s, DroppedSample)]
+    dropped = [(s.split, s.message) for s in samples if isinstance(s, DroppedSample)]
+    images = [image for image, _ in kept]
+    targets = [target for _, target in kept]
+    if dropped:
+        if targets:
+            targets[0] = {**targets[0], SKIPPED: dropped}
+        else:
+            targets = [{SKIPPED: dropped}]
+    return images, targets
 
 
 class _Augmented(Dataset):
@@ -45,8 +69,9 @@ class _Augmented(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict]:
-        return self.flip(*self.dataset[index])
+    def __getitem__(self, index: int) -> tuple[Tensor, dict] | DroppedSample:
+        item = self.dataset[index]
+        return item if isinstance(item, DroppedSample) else self.flip(*item)
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -60,8 +85,12 @@ class DetectionDataModule(L.LightningDataModule):
     Resizing (single- or multi-scale) is the detector's job, not the data's (``data.input``).
 
     Boxes clipped to their image, degenerate boxes dropped from training targets and bad
-    samples skipped are counted as batches reach the model, and reported in one
+    samples left out are counted as batches reach the model, and reported in one
     :class:`~qmimic.data.report.DataWarning` per kind at the end of fit/validate/test.
+
+    Every split is checked for listed files that do not exist when it is loaded (a stat per
+    file, before any reading; :meth:`use_splits` loads the splits a command will read before it
+    starts): ``raise`` stops there with one message, ``skip`` leaves those samples out.
 
     Args:
         source: the dataset family (``VOCSource``, ``ShapesSource``, ``WiderFaceSource``, ...).
@@ -73,8 +102,9 @@ class DetectionDataModule(L.LightningDataModule):
             The shuffle generator's state goes into checkpoints (:meth:`state_dict`), so a run
             resumed from an epoch end sees the batches an uninterrupted run would.
         aspect_ratio_grouping: training batches hold only landscape or only portrait images.
-        on_bad_sample: ``raise`` (stop at an unreadable image or malformed annotation, naming
-            the file) or ``skip`` (use the next good sample and report how many were skipped).
+        on_bad_sample: ``raise`` (stop at a missing or unreadable image or a malformed
+            annotation, naming the file) or ``skip`` (leave the sample out of its split, never
+            replace it, and report how many were left out; see :mod:`qmimic.data.bad_samples`).
     """
 
     def __init__(
@@ -111,6 +141,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.aspect_ratio_grouping = aspect_ratio_grouping
         self.on_bad_sample = check_policy(on_bad_sample)
         self.splits: dict[str, Dataset] = {}
+        self.active: tuple[str, ...] | None = None  # the splits read (None: every one)
         self.report = DataReport()
         self._train_order: torch.Generator | None = None  # the shuffle's, once a loader exists
         self._resumed_order: Tensor | None = None  # its state from a checkpoint
@@ -125,24 +156,43 @@ class DetectionDataModule(L.LightningDataModule):
         return len(self.source.class_names) + 1
 
     def prepare_data(self) -> None:
-        self.source.prepare()
+        self.source.prepare(self.active)
+
+    def use_splits(self, splits: Sequence[str]) -> None:
+        """Read only ``splits`` (e.g. evaluation reads only ``test``: the other splits' files
+        need not exist), and load and check them now, before any training or scoring starts."""
+        self.active = tuple(dict.fromkeys(splits))
+        self.prepare_data()
+        for split in self.active:
+            self._load(split)
 
     def setup(self, stage: str | None = None) -> None:
-        self.source.prepare()  # cheap when done; needed in processes that skipped prepare_data
+        self.prepare_data()  # cheap when done; needed in processes that skipped prepare_data
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in wanted.get(stage or "", ("train", "val", "test")):
-            if split not in self.splits:
-                dataset = self.source.dataset(split, train=split == "train")
-                for message in getattr(dataset, "skipped", ()):  # records the reader skipped
-                    self.report.skip(message)
-                self.splits[split] = dataset
+            self._load(split)
+
+    def _load(self, split: str) -> Dataset:
+        """The split's dataset, opened and checked for missing files on first use."""
+        if split in self.splits:
+            return self.splits[split]
+        dataset = self.source.dataset(split, train=split == "train")
+        for message in getattr(dataset, "skipped", ()):  # records the reader left out
+            self.report.skip(message, split)
+        missing = missing_files(dataset)
+        if missing and self.on_bad_sample == "raise":
+            raise missing_files_error(split, missing, len(dataset))
+        for _, path in missing:
+            self.report.skip(f"file not found: {path}", split)
+        if missing:
+            dataset = without_missing(dataset, missing)
+        self.splits[split] = dataset
+        return dataset
 
     def _dataset(self, split: str, train: bool) -> Dataset:
-        if split not in self.splits:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        dataset = self.splits[split]
+        dataset = self._load(split)
         if self.on_bad_sample == "skip":
-            dataset = SkipBadSamples(dataset)
+            dataset = DropBadSamples(dataset, split)
         if train:
             offset = getattr(self.source, "pixel_offset", 1)
             dataset = _Augmented(dataset, RandomHorizontalFlip(self.hflip, offset=offset))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler, Subset
 
 from qmimic.data.images import BadSampleError, image_size
 
@@ -18,11 +18,14 @@ from qmimic.data.images import BadSampleError, image_size
 def aspect_groups(dataset: Dataset) -> list[int]:
     """Per item: 0 where width >= height, else 1, read from image headers (no decoding).
 
-    Handles ``ConcatDataset`` and datasets with ``image_path(index)``; an unreadable image goes
-    to group 0 (the sample itself reports the problem when it is loaded).
+    Handles ``ConcatDataset``, ``Subset`` and datasets with ``image_path(index)``; an unreadable
+    image goes to group 0 (the sample itself reports the problem when it is loaded).
     """
     if isinstance(dataset, ConcatDataset):
         return [g for part in dataset.datasets for g in aspect_groups(part)]
+    if isinstance(dataset, Subset):
+        groups = aspect_groups(dataset.dataset)
+        return [groups[i] for i in dataset.indices]
     groups = []
     for index in range(len(dataset)):
         try:

@@ -103,6 +103,8 @@ class DetectorModule(L.LightningModule):
         self, batch: tuple[list[Tensor], list[dict]], batch_idx: int
     ) -> Tensor | None:
         images, targets = batch
+        if not images:  # every sample of the batch was left out (data.on_bad_sample=skip)
+            return None
         losses = self.detection_losses(images, targets)
         parts = torch.stack(list(losses.values()))
         loss = parts.sum()
@@ -167,6 +169,8 @@ class DetectorModule(L.LightningModule):
 
     def _evaluate(self, batch: tuple[list[Tensor], list[dict]], metrics) -> None:
         images, targets = batch
+        if not images:  # every sample of the batch was left out (data.on_bad_sample=skip)
+            return
         predictions = self.net.predict(images)
         metrics.update(predictions, metric_targets(targets))
 

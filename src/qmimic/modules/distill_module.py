@@ -267,7 +267,8 @@ class DistillModule(DetectorModule):
 
     def validation_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
-        self.measure_agreement(batch[0])
+        if batch[0]:
+            self.measure_agreement(batch[0])
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

@@ -8,9 +8,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
 
 from qmimic.errors import find_user_error
-from qmimic.runs.checkpoints import CLASS_NAMES_KEY, CONFIG_KEY
+from qmimic.runs.checkpoints import CLASS_NAMES_KEY, CONFIG_KEY, WANDB_ID_KEY
 from qmimic.runs.log import get_logger
 
 log = get_logger(__name__)
@@ -105,3 +106,17 @@ class ConfigInCheckpoint(L.Callback):
         class_names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
         if class_names is not None:
             checkpoint[CLASS_NAMES_KEY] = list(class_names)
+
+
+class WandbRunInCheckpoint(L.Callback):
+    """Store the id of the run's wandb run in every checkpoint
+    (``checkpoint["qmimic_wandb_id"]``), so that a run resumed from it logs on into the same
+    wandb run instead of starting a new one (see
+    :func:`~qmimic.runs.loggers.instantiate_loggers`)."""
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint[WANDB_ID_KEY] = str(logger.version)

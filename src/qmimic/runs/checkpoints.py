@@ -29,6 +29,7 @@ from qmimic.quant import QuantizationPlan
 
 CONFIG_KEY = "qmimic_config"  # the run's resolved config (a plain dict)
 CLASS_NAMES_KEY = "qmimic_class_names"  # names of labels 1..C
+WANDB_ID_KEY = "qmimic_wandb_id"  # the run's wandb run, continued when the run resumes
 
 # What the ``model``, ``quant`` and ``data`` sections of a saved config may instantiate.
 REBUILD_TARGETS = frozenset({
@@ -37,6 +38,7 @@ REBUILD_TARGETS = frozenset({
     "qmimic.quant.FeatureQuantizer",
     "qmimic.data.DetectionDataModule",
     "qmimic.data.VOCSource",
+    "qmimic.data.VOCFolderSource",
     "qmimic.data.WiderFaceSource",
     "qmimic.data.ShapesSource",
     "qmimic.data.FacesSource",
@@ -181,12 +183,16 @@ def build_configured_detector(config: dict) -> TwoStageDetector:
 
 def _class_names(checkpoint: dict, config: dict) -> tuple[str, ...] | None:
     """Names of labels 1..C: stored in the checkpoint, else named by the config's data source
-    (a source names its classes on construction; nothing is read from disk)."""
+    when it names them on construction (nothing is read from disk: a source whose names come
+    from its files, ``classes_from_files``, gives ``None`` here)."""
     names = checkpoint.get(CLASS_NAMES_KEY)
     if names:
         return tuple(names)
-    source = config.get("data", {}).get("datamodule", {}).get("source")
-    return None if source is None else tuple(instantiate(source).class_names)
+    config_source = config.get("data", {}).get("datamodule", {}).get("source")
+    if config_source is None:
+        return None
+    source = instantiate(config_source)
+    return None if getattr(source, "classes_from_files", False) else tuple(source.class_names)
 
 
 @dataclass(frozen=True)

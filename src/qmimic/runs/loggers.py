@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import get_method, instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
@@ -34,6 +35,18 @@ def wandb_logger(*, offline: bool | None = None, **kwargs: Any) -> WandbLogger:
     if offline is None:
         offline = not wandb_is_configured()
     return WandbLogger(offline=offline, **kwargs)
+
+
+def instantiate_loggers(configs: list, resume_id: str | None = None) -> list[Logger]:
+    """The configured loggers; with ``resume_id`` (the wandb id a resumed checkpoint recorded)
+    the wandb logger continues that wandb run (``id=resume_id, resume="allow"``) instead of
+    starting a new one."""
+    loggers = []
+    for config in configs:
+        continues = resume_id is not None and get_method(config._target_) is wandb_logger
+        extra = {"id": resume_id, "resume": "allow"} if continues else {}
+        loggers.append(instantiate(config, **extra))
+    return loggers
 
 
 def keep_csv_history(loggers: list[Logger]) -> list[Path]:

@@ -63,3 +63,13 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON (keys sorted), atomically (see :func:`write_text`)."""
     return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def record_left_out(output_dir: str | Path, left_out: dict[str, list[str]]) -> dict[str, int]:
+    """``{"<split>/skipped": count}`` for every split in ``left_out`` (split -> messages of the
+    samples left out of it, each naming its file), and, when any was left out, the messages in
+    ``output_dir/skipped.json``: what each metric of the run was computed without."""
+    counts = {f"{split}/skipped": len(messages) for split, messages in left_out.items()}
+    if any(counts.values()):
+        write_json(Path(output_dir) / "skipped.json", {s: m for s, m in left_out.items() if m})
+    return counts

@@ -39,11 +39,15 @@ def phase_block(
     seeds: list[int],
     overrides: list[str],
     recipe: dict | None = None,
+    shared_teacher: int | None = None,
 ) -> dict:
     """The results.json block of one variant: values per stage and the comparisons on VOC07
     mAP (``comparisons``) and COCO mAP (``comparisons_map``); ``recipe``: the composed
-    ``recipe`` config node the variant trained with."""
+    ``recipe`` config node the variant trained with; ``shared_teacher``: the seed whose teacher
+    stages every seed shared (recorded as ``shared_teacher``)."""
     block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
+    if shared_teacher is not None:
+        block["shared_teacher"] = shared_teacher
     if recipe is not None:
         block["recipe"] = recipe
     environments = distinct_environments(r for runs in results.values() for r in runs)
@@ -202,6 +206,12 @@ def block_markdown(title: str, block: dict) -> list[str]:
     if block["overrides"]:
         lines.append(f"Overrides: `{' '.join(block['overrides'])}`.")
     lines.append(recipe_line(block.get("recipe")))
+    if block.get("shared_teacher") is not None:
+        lines.append(
+            f"One teacher for all seeds: teacher, qteacher and ftteacher were trained once (seed "
+            f"{block['shared_teacher']}) and every seed's students distil from them, so the "
+            "teacher rows repeat one run and their differences have no spread."
+        )
     if block.get("environments"):
         lines.append(f"Trained with: {'; '.join(map(describe, block['environments']))}.")
     lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]

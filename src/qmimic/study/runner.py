@@ -30,13 +30,17 @@ def variant_out(runs: Path, phase: str, variant: Variant) -> Path:
     return runs / phase / variant.folder
 
 
-def link_to_defaults(defaults_out: Path, out: Path, seed: int, stage: str) -> None:
-    """Make ``stage`` of ``out`` a link to the defaults' finished run of it."""
-    link = stage_dir(out, seed, stage)
+def link_stage(link: Path, target: Path) -> None:
+    """Make the run folder ``link`` a link to the run folder ``target`` (kept if it exists)."""
     if link.is_symlink() or link.exists():
         return
     link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(stage_dir(defaults_out, seed, stage).resolve(), target_is_directory=True)
+    link.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def link_to_defaults(defaults_out: Path, out: Path, seed: int, stage: str) -> None:
+    """Make ``stage`` of ``out`` a link to the defaults' finished run of it."""
+    link_stage(stage_dir(out, seed, stage), stage_dir(defaults_out, seed, stage))
 
 
 def run_seed(
@@ -50,12 +54,16 @@ def run_seed(
     quiet: bool = False,
     runner: Callable[..., dict] = run_stage,
     all_defaults: bool = True,
+    shared_from: int | None = None,
 ) -> None:
     """Every stage of the defaults, then of each other variant, for one seed.
 
     ``schedule`` overrides reach every variant; ``runner`` trains one stage (the real
     :func:`run_stage`; tests pass a fake). ``all_defaults=False`` trains only the defaults'
     stages that another variant links to (an ablation that replaces the teacher needs none).
+    ``shared_from``: the seed whose teacher stages (every stage that is not a student) this
+    seed shares: they become links to that seed's finished runs, which must exist (see
+    :func:`run_shared_teachers`); only the students train.
     """
     defaults_out = variant_out(runs, phase, Variant())
     swept = [v for v in variants if v.overrides]
@@ -69,6 +77,11 @@ def run_seed(
             if stage.name in reused:
                 link_to_defaults(defaults_out, out, seed, stage.name)
                 continue
+            if shared_from is not None and seed != shared_from and not stage.student:
+                link_stage(
+                    stage_dir(out, seed, stage.name), stage_dir(out, shared_from, stage.name)
+                )
+                continue
             overrides = overrides_for(stage, stages, [*schedule, *variant.overrides])
             started = time.monotonic()
             runner(stage, seed, out, overrides, env=env, quiet=quiet)
@@ -76,6 +89,13 @@ def run_seed(
                 "[seed %d] %s / %s: ready (%.1f min)",
                 seed, variant.name, stage.name, (time.monotonic() - started) / 60,
             )  # fmt: skip
+
+
+def run_shared_teachers(first: int, lane: Callable[..., None], stages: Sequence[Stage]) -> None:
+    """Train the teacher stages (every stage that is not a student) of seed ``first``, which
+    the other seeds then share (``run_seed(..., shared_from=first)``); ``lane(seed, stages)``
+    runs the given stages for a seed."""
+    lane(first, [s for s in stages if not s.student])
 
 
 def run_all(seeds: Sequence[int], jobs: int, lane: Callable[[int, dict[str, str]], None]) -> None:

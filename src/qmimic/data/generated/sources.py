@@ -4,6 +4,7 @@ code as the real dataset."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from qmimic.data.generated.cache import DEFAULT_CACHE, spec_fields
@@ -30,7 +31,9 @@ class ShapesSource(VOCSource):
         splits = {"train": ["2007-train"], "val": ["2007-val"], "test": ["2007-test"]}
         super().__init__(root, splits, SHAPES_CLASSES, train_difficult)
 
-    def prepare(self) -> None:
+    def prepare(self, splits: Collection[str] | None = None) -> None:
+        """Generate the set on first use (all splits at once: they come from one seed)."""
+        self._check_known(splits)
         self.root = ensure_shapes(self.cache_dir, self.spec)
 
 
@@ -49,5 +52,6 @@ class FacesSource(WiderFaceSource):
         self.cache_dir = Path(cache_dir).expanduser()
         super().__init__(self.cache_dir / f"faces-{self.spec.key()}", on_bad_sample=on_bad_sample)
 
-    def prepare(self) -> None:
+    def prepare(self, splits: Collection[str] | None = None) -> None:
+        """Generate the set on first use (all splits at once: they come from one seed)."""
         self.root = ensure_faces(self.cache_dir, self.spec)

@@ -55,8 +55,14 @@ def _text(node: ET.Element, tag: str, path: Path) -> str:
     return child.text.strip()
 
 
-def parse_voc_annotation(path: str | Path, class_names: tuple[str, ...]) -> dict[str, Tensor]:
+def parse_voc_annotation(
+    path: str | Path, class_names: tuple[str, ...], strict: bool = False
+) -> dict[str, Tensor]:
     """Read one VOC XML file.
+
+    With ``strict`` (annotation tools' exports, where a mistake is likelier than in the devkit)
+    the file must also give its image ``<size>``, and a box must have a positive width and
+    height (``xmax > xmin``, ``ymax > ymin``); the devkit's own files pass either way.
 
     Returns:
         ``boxes`` float32 ``[M, 4]`` (xmin, ymin, xmax, ymax as written), ``labels`` int64 ``[M]``
@@ -65,28 +71,38 @@ def parse_voc_annotation(path: str | Path, class_names: tuple[str, ...]) -> dict
 
     Raises:
         BadSampleError: unreadable XML, a missing field, an unknown class name or a box with
-        ``xmax < xmin`` / ``ymax < ymin``; the message names the file.
+        ``xmax < xmin`` / ``ymax < ymin`` (and, with ``strict``, no ``<size>`` or an empty box);
+        the message names the file and the object (counted from 1 in file order).
     """
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise BadSampleError(f"cannot parse annotation {path}: {exc}") from None
+    if strict and root.find("size") is None:
+        raise BadSampleError(
+            f"annotation {path} has no <size>: export it with the image width and height"
+        )
     index = {name: i + 1 for i, name in enumerate(class_names)}
     boxes, labels, difficult = [], [], []
-    for obj in root.iter("object"):
+    for number, obj in enumerate(root.iter("object"), start=1):
         name = _text(obj, "name", path)
+        where = f"annotation {path}, object {number} ({name!r})"
         if name not in index:
-            raise BadSampleError(f"annotation {path} names unknown class {name!r}")
+            raise BadSampleError(
+                f"{where}: unknown class {name!r}; the classes are {', '.join(class_names)}"
+            )
         bndbox = obj.find("bndbox")
         if bndbox is None:
-            raise BadSampleError(f"malformed annotation {path}: <object> has no <bndbox>")
+            raise BadSampleError(f"malformed {where}: <object> has no <bndbox>")
         try:
             box = [float(_text(bndbox, tag, path)) for tag in ("xmin", "ymin", "xmax", "ymax")]
         except ValueError as exc:
-            raise BadSampleError(f"malformed annotation {path}: {exc}") from None
+            raise BadSampleError(f"malformed {where}: {exc}") from None
         if box[2] < box[0] or box[3] < box[1]:
-            raise BadSampleError(f"annotation {path} has an inverted box {box} for {name!r}")
+            raise BadSampleError(f"{where} has an inverted box {box}")
+        if strict and (box[2] == box[0] or box[3] == box[1]):
+            raise BadSampleError(f"{where} has an empty box {box} (zero width or height)")
         flag = obj.find("difficult")
         boxes.append(box)
         labels.append(index[name])
@@ -120,8 +136,10 @@ class VOCDataset(Dataset):
         class_names: tuple[str, ...] = VOC_CLASSES,
         keep_difficult: bool = True,
         train: bool = False,
+        strict: bool = False,
     ):
         self.root = Path(root)
+        self.strict = strict
         self.year = str(year)
         self.image_set = image_set
         self.class_names = tuple(class_names)
@@ -141,7 +159,7 @@ class VOCDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor | str]]:
         target: dict[str, Tensor | str] = dict(
-            parse_voc_annotation(self.annotation_path(index), self.class_names)
+            parse_voc_annotation(self.annotation_path(index), self.class_names, self.strict)
         )
         if not self.keep_difficult:
             keep = ~target["difficult"]

@@ -7,7 +7,7 @@ or downloading them), ``dataset(split, train)`` opens a split. Splits are named 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from torch.utils.data import ConcatDataset, Dataset
@@ -53,20 +53,23 @@ class VOCSource:
         self.train_difficult = train_difficult
         self.download = download
 
-    def _missing(self) -> list[tuple[str, str]]:
-        entries = dict.fromkeys(e for entries in self.splits.values() for e in entries)
+    def _missing(self, splits: Collection[str] | None = None) -> list[tuple[str, str]]:
+        wanted = self.splits if splits is None else {s: self.splits[s] for s in splits}
+        entries = dict.fromkeys(e for entries in wanted.values() for e in entries)
         return [
             (year, image_set)
             for year, image_set in entries
             if not (voc_year_dir(self.root, year) / "ImageSets/Main" / f"{image_set}.txt").is_file()
         ]
 
-    def prepare(self) -> None:
-        """Check that every configured image set exists (downloading it if asked to)."""
-        missing = self._missing()
+    def prepare(self, splits: Collection[str] | None = None) -> None:
+        """Check that the image sets of ``splits`` (default: every configured split) exist,
+        downloading them if asked to."""
+        self._check_known(splits)
+        missing = self._missing(splits)
         if missing and self.download:
             download_voc(self.root, missing)
-            missing = self._missing()
+            missing = self._missing(splits)
         if not missing:
             return
         year, image_set = missing[0]
@@ -98,9 +101,13 @@ class VOCSource:
             return ""
         return "\nOr use only the image sets that are there: pass " + " ".join(hints) + "."
 
+    def _check_known(self, splits: Collection[str] | None) -> None:
+        for split in splits or ():
+            if split not in self.splits:
+                raise UserError(f"no {split!r} split configured; known: {', '.join(self.splits)}")
+
     def dataset(self, split: str, train: bool) -> Dataset:
-        if split not in self.splits:
-            raise UserError(f"no {split!r} split configured; known: {', '.join(self.splits)}")
+        self._check_known([split])
         parts = [
             VOCDataset(self.root, year, image_set, self.class_names,
                        keep_difficult=self.train_difficult or not train, train=train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from qmimic.data.widerface.annotations import (
@@ -54,21 +55,27 @@ class WiderFaceSource:
         self.gt_dir = gt_dir
         self.on_bad_sample = on_bad_sample
 
-    def prepare(self) -> None:
-        """Check the layout: root, annotation files, image folders, and the evaluation lists."""
+    def prepare(self, splits: Collection[str] | None = None) -> None:
+        """Check the layout for ``splits`` (default: every configured split): root, annotation
+        files and image folders of their subsets, and the evaluation lists when one of them is
+        evaluated. Evaluating needs no training files."""
+        for split in splits or ():
+            if split not in self.splits:
+                raise UserError(f"no {split!r} split configured; known: {', '.join(self.splits)}")
+        wanted = list(self.splits) if splits is None else list(splits)
         if not self.root.is_dir():
             raise UserError(
                 f"dataset root not found: {self.root}\nExpected the official WIDER FACE layout "
                 f"under data.root: {LAYOUT}. Set data.root to that folder."
             )
-        for subset in dict.fromkeys(self.splits.values()):
+        for subset in dict.fromkeys(self.splits[name] for name in wanted):
             for path in (annotation_file(self.root, subset), images_dir(self.root, subset)):
                 if not path.exists():
                     raise UserError(
                         f"WIDER FACE file not found: {path}\nExpected the official layout under "
                         f"data.root={self.root}: {LAYOUT}."
                     )
-        if any(name != "train" for name in self.splits):
+        if any(name != "train" for name in wanted):
             find_eval_lists(self.root, self.gt_dir)
 
     def dataset(self, split: str, train: bool) -> WiderFaceDataset:
