@@ -15,7 +15,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export,report,cluster]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export,report,cluster,docs]'
 	@touch $(STAMP)
 
 .PHONY: setup
@@ -44,6 +44,10 @@ test-slow: setup ## run the slow tests too
 .PHONY: bench
 bench: setup ## quality, speed and int8 benchmark into bench/ (< 60 min on 2 cores; BENCH_QUICK=1: < 10 min)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+.PHONY: docs
+docs: setup ## build the documentation site into site/ (warnings are errors); open site/index.html
+	$(BIN)/mkdocs build --strict
 
 .PHONY: lint
 lint: setup ## ruff checks

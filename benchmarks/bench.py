@@ -41,7 +41,7 @@ import pictures
 import quality
 import torch
 
-from qmimic.runs.results import write_json
+from qmimic.io.results import write_json
 from report import markdown_report, plot_latency, plot_quality, plot_width
 
 # Training schedule of every quality and width run: the teacher and students get 3 epochs (the

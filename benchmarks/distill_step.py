@@ -25,9 +25,9 @@ from model_speed import median_seconds
 from omegaconf import OmegaConf
 
 from qmimic.conf import load_config
+from qmimic.io.checkpoints import load_run, quantization_plan, save_run
 from qmimic.models import TwoStageDetector
 from qmimic.modules import DistillModule
-from qmimic.runs.checkpoints import load_run, quantization_plan, save_run
 
 TARGET_RATIO = 1.15
 ROUNDS = 3  # the three measurements are interleaved this many times

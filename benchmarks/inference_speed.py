@@ -36,14 +36,14 @@ import torch
 from model_speed import IMAGE_SIZE, build, median_seconds
 from torch.profiler import ProfilerActivity, profile
 
-from qmimic.export import (
+from qmimic.deploy import (
     check_against,
     compare_detections,
     export_onnx,
     quantize_int8,
     random_images,
 )
-from qmimic.export.runtime import OnnxDetector
+from qmimic.deploy.runtime import OnnxDetector
 from qmimic.models import TwoStageDetector
 from qmimic.models.inference import for_inference
 

@@ -21,9 +21,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from qmimic.io.checkpoints import checkpoint_config, load_checkpoint
 from qmimic.modules.evaluation import DetectionMetrics, metric_targets
 from qmimic.predictors import Predictor, load_predictor
-from qmimic.runs.checkpoints import checkpoint_config, load_checkpoint
 
 
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import TINY_SPEC
-from qmimic.data.generated.shapes import ensure_shapes
+from qmimic.data.synthetic.shapes import ensure_shapes
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qmimic.cli.train import build_net
 from qmimic.conf import CONFIG_MODULE
-from qmimic.data.generated.shapes import ShapesSpec
-from qmimic.runs.checkpoints import save_run
+from qmimic.data.synthetic.shapes import ShapesSpec
+from qmimic.io.checkpoints import save_run
 from qmimic.runs.summary import stat
 
 TINY_SPEC = ShapesSpec(num_train=8, num_val=4, num_test=4, image_size=96, max_object_size=48)

@@ -9,6 +9,7 @@ from omegaconf import open_dict
 from helpers import compose_train_config
 from qmimic.cli.train import build_net
 from qmimic.conf import experiments, missing_keys
+from qmimic.metrics.names import SCALARS, VAL, split_of
 from qmimic.quant import feature_quantizers
 
 EXPERIMENTS = list(experiments())
@@ -71,3 +72,12 @@ def test_logger_choices_build(logger: str, tmp_path: Path, monkeypatch):
     (built,) = [instantiate(c) for c in cfg.logger.values()]
     if logger == "wandb":
         assert built._offline is True  # no credentials here: never tries the network
+
+
+@pytest.mark.parametrize("extra", [[], ["+search=distill"]])
+def test_configs_name_only_metrics_the_modules_log(extra: list[str], tmp_path: Path):
+    """``optimized_metric`` and the best checkpoint's ``monitor`` are validation metrics named
+    in :mod:`qmimic.metrics.names` (a search never looks at the test split)."""
+    cfg = compose_train_config(["+experiment=qmimic_shapes", *extra], tmp_path)
+    for logged in (cfg.optimized_metric, cfg.callbacks.best_checkpoint.monitor):
+        assert split_of(logged)[0] == VAL and split_of(logged)[1] in SCALARS, logged

@@ -23,10 +23,10 @@ from torch.utils.data import TensorDataset
 from helpers import TINY_DETECTOR, run_cli, save_untrained_checkpoint, tiny_overrides
 from qmimic.data.sharding import ContiguousShardSampler
 from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_checkpoint, load_run, net_state, save_run
 from qmimic.models import build_detector
 from qmimic.modules import DistillModule
 from qmimic.modules.evaluation import GatheredMeanAveragePrecision
-from qmimic.runs.checkpoints import load_checkpoint, load_run, net_state, save_run
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 from data.trees import tiny_voc, tiny_wider
 from helpers import compose_evaluate, run_cli, save_untrained_checkpoint, tiny_overrides
 from qmimic.cli.evaluate import evaluate
+from qmimic.io.checkpoints import load_run
 from qmimic.metrics import WiderFaceAP
 from qmimic.modules.evaluation import metric_targets
-from qmimic.runs.checkpoints import load_run
 
 
 def test_evaluate_writes_results_and_per_class_table(shapes_cache: Path, tmp_path: Path):

@@ -16,9 +16,8 @@ from torchvision.ops import PSRoIAlign
 from helpers import TINY_DETECTOR, run_cli, save_untrained_checkpoint, tiny_overrides
 from qmimic.cli.export import export, output_paths
 from qmimic.conf import load_config
-from qmimic.data.generated.shapes import SHAPES_CLASSES
-from qmimic.errors import UserError
-from qmimic.export import (
+from qmimic.data.synthetic.shapes import SHAPES_CLASSES
+from qmimic.deploy import (
     Agreement,
     ExportMismatchError,
     PSRoIAlignByRoIAlign,
@@ -27,7 +26,8 @@ from qmimic.export import (
     export_onnx,
     random_images,
 )
-from qmimic.export.runtime import CLASS_NAMES, OnnxDetector
+from qmimic.deploy.runtime import CLASS_NAMES, OnnxDetector
+from qmimic.errors import UserError
 from qmimic.models import TwoStageDetector, build_detector
 from qmimic.quant import FeatureQuantizer, feature_quantizers, insert_quantizers
 
@@ -202,7 +202,7 @@ def test_a_failed_check_leaves_nothing_behind(
 @pytest.mark.slow
 def test_int8_is_faster_than_float_on_the_demo_teacher(tmp_path: Path):
     """Median latency per 192 px image, one thread, width-1/4 teacher: int8 below float32."""
-    from qmimic.export import quantize_int8
+    from qmimic.deploy import quantize_int8
 
     torch.manual_seed(0)
     detector = build_detector(

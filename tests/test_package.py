@@ -3,7 +3,6 @@ library never imports a command."""
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import subprocess
@@ -66,29 +65,3 @@ def test_the_wheel_installs_and_trains_outside_the_repository(shapes_cache: Path
 def _teacher(shapes_cache: Path, tmp_path: Path) -> Path:
     overrides = tiny_overrides(shapes_cache, tmp_path / "teacher_logs")
     return save_untrained_checkpoint("qteacher_shapes", overrides, tmp_path / "qteacher.ckpt")
-
-
-def _imported_modules(path: Path) -> set[str]:
-    modules = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module)
-    return modules
-
-
-def test_no_library_module_imports_a_command():
-    commands = {"qmimic.cli", *(f"qmimic.{c}" for c in COMMANDS)}
-    entry_files = {PACKAGE / f"{c}.py" for c in COMMANDS} | {
-        PACKAGE / package / "__main__.py" for package in ("export", "study")
-    }
-    offenders = {}
-    for path in PACKAGE.rglob("*.py"):
-        if path.is_relative_to(PACKAGE / "cli") or path in entry_files:
-            continue
-        imported = _imported_modules(path)
-        bad = {m for m in imported if any(m == c or m.startswith(c + ".") for c in commands)}
-        if bad:
-            offenders[str(path.relative_to(PACKAGE))] = sorted(bad)
-    assert offenders == {}

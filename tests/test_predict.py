@@ -13,14 +13,14 @@ from PIL import Image
 
 from helpers import run_cli, save_untrained_checkpoint, tiny_overrides
 from qmimic.cli.predict import drawing_paths, output_names
-from qmimic.data.generated.shapes import SHAPES_CLASSES
 from qmimic.data.images import find_images
+from qmimic.data.synthetic.shapes import SHAPES_CLASSES
+from qmimic.deploy import export_onnx
+from qmimic.deploy.runtime import metadata_for, write_metadata
 from qmimic.errors import UserError
-from qmimic.export import export_onnx
-from qmimic.export.runtime import metadata_for, write_metadata
+from qmimic.io.callbacks import ConfigInCheckpoint
+from qmimic.io.checkpoints import load_run
 from qmimic.predictors import CheckpointPredictor
-from qmimic.runs.callbacks import ConfigInCheckpoint
-from qmimic.runs.checkpoints import load_run
 
 NAMES = [f"thing{i}" for i in range(1, 7)]
 

@@ -11,16 +11,16 @@ import pytest
 
 from qmimic.cli.study import main as study_main
 from qmimic.stages import load_stages
-from qmimic.study.report import (
+from qmimic.studies.report import (
     evidence_line,
     phase_block,
     start_new_tuning,
     used_seeds,
     write_study,
 )
-from qmimic.study.runner import collect, run_seed, run_shared_teachers, variant_out
-from qmimic.study.statistics import gap_closed, paired_difference
-from qmimic.study.variants import Variant, expand, reused_stages
+from qmimic.studies.runner import collect, run_seed, run_shared_teachers, variant_out
+from qmimic.studies.statistics import gap_closed, paired_difference
+from qmimic.studies.variants import Variant, expand, reused_stages
 
 
 def test_the_paired_t_interval_matches_a_hand_computed_case():
@@ -190,7 +190,7 @@ def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):
 
 
 def test_selection_rule_picks_the_highest_qmimic_gain_and_keeps_defaults_on_a_tie():
-    from qmimic.study.report import selected_variant
+    from qmimic.studies.report import selected_variant
 
     def block(gain: float) -> dict:
         return {"comparisons": {"differences": {"qmimic - scratch": {"mean": gain}}}}
@@ -201,7 +201,7 @@ def test_selection_rule_picks_the_highest_qmimic_gain_and_keeps_defaults_on_a_ti
 
 
 def test_selection_line_says_whether_a_confirmation_backs_the_pick():
-    from qmimic.study.report import selection_line
+    from qmimic.studies.report import selection_line
 
     variants = {"defaults": {"comparisons": {"differences": {"qmimic - scratch": {"mean": 0.01}}}}}
     assert "the confirmation runs the defaults" in selection_line(variants, confirmed=True)
@@ -210,7 +210,7 @@ def test_selection_line_says_whether_a_confirmation_backs_the_pick():
 
 
 def test_a_new_confirmation_keeps_the_one_before_and_needs_fresh_seeds(tmp_path: Path, capsys):
-    from qmimic.study.report import record_confirmation
+    from qmimic.studies.report import record_confirmation
 
     first = phase_block(synthetic_results([10, 11]), [10, 11], [], {"student": {"regions": "s"}})
     results = record_confirmation({}, first)

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from helpers import compose_train_config, run_cli, save_untrained_checkpoint, tiny_overrides
-from qmimic.runs.loggers import run_group, run_name
+from qmimic.io.loggers import run_group, run_name
 from qmimic.runs.sweep import sweep_groups
 
 

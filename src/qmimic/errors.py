@@ -15,8 +15,19 @@ class UserError(Exception):
     """A problem with the user's input (paths, files, config), with the fix in its message.
 
     The command-line entry points print the message alone, without a traceback, and exit with
-    status 2.
+    status :attr:`exit_code` (2: the input is wrong).
     """
+
+    exit_code = 2
+
+
+class StageFailedError(UserError):
+    """A stage run in its own process (``qmimic.train``) failed; that process has already said
+    why. The command exits with the stage's own status."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.exit_code = returncode if returncode > 0 else 1
 
 
 def find_user_error(exc: BaseException) -> UserError | None:
@@ -65,7 +76,7 @@ def exit_on_user_error(
                 if user_error is None:
                     raise
                 print(f"error: {user_error}", file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
+                raise SystemExit(user_error.exit_code) from None
 
         return wrapper
 

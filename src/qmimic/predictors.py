@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_run
 from qmimic.models.inference import for_inference
-from qmimic.runs.checkpoints import load_run
 
 
 class Predictor(Protocol):
@@ -23,7 +23,7 @@ class Predictor(Protocol):
 
 
 class CheckpointPredictor:
-    """The detector of a qmimic checkpoint (see :func:`~qmimic.runs.checkpoints.load_run`), run
+    """The detector of a qmimic checkpoint (see :func:`~qmimic.io.checkpoints.load_run`), run
     with PyTorch on the CPU as :func:`~qmimic.models.inference.for_inference` prepares it
     (BatchNorm folded, region pooling by gather); ``class_names`` as the run names them."""
 
@@ -38,12 +38,12 @@ class CheckpointPredictor:
 
 
 def load_predictor(path: str, threads: int = 0) -> Predictor:
-    """An :class:`~qmimic.export.runtime.OnnxDetector` for ``.onnx`` files, else a
+    """An :class:`~qmimic.deploy.runtime.OnnxDetector` for ``.onnx`` files, else a
     :class:`CheckpointPredictor`."""
     if Path(path).suffix.lower() != ".onnx":
         return CheckpointPredictor(path)
     try:
-        from qmimic.export.runtime import OnnxDetector
+        from qmimic.deploy.runtime import OnnxDetector
     except ImportError as exc:
         raise UserError(
             f"running .onnx models needs onnxruntime ({exc}); pip install 'qmimic[export]'"

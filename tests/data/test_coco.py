@@ -113,8 +113,8 @@ def test_bad_annotation_names_the_image_and_file(coco):
 
 def test_the_worked_example_is_the_shapes_set_in_coco_json(shapes_cache, tmp_path):
     from helpers import TINY_SPEC
+    from qmimic.cli.coco_example import write_example
     from qmimic.data import SHAPES_CLASSES, VOCDataset, ensure_shapes
-    from qmimic.data.coco.example import write_example
 
     files = write_example(tmp_path / "coco", TINY_SPEC, shapes_cache)
     assert [f.name for f in files] == ["train.json", "val.json", "test.json"]

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmimic.data.generated.faces import FacesSpec, ensure_faces, render_image
-from qmimic.data.generated.sources import FacesSource
+from qmimic.data.synthetic.faces import FacesSpec, ensure_faces, render_image
+from qmimic.data.synthetic.sources import FacesSource
 from qmimic.data.widerface.annotations import parse_wider_annotations
 from qmimic.errors import UserError
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from helpers import TINY_SPEC
-from qmimic.data.generated.shapes import SHAPES_CLASSES, ShapesSpec, ensure_shapes, render_image
-from qmimic.data.generated.sources import ShapesSource
+from qmimic.data.synthetic.shapes import SHAPES_CLASSES, ShapesSpec, ensure_shapes, render_image
+from qmimic.data.synthetic.sources import ShapesSource
 from qmimic.errors import UserError
 
 

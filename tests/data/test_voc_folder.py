@@ -14,9 +14,9 @@ from qmimic.cli.evaluate import evaluate
 from qmimic.cli.train import train
 from qmimic.data import BadSampleError, DetectionDataModule, VOCFolderSource
 from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_checkpoint, load_run, save_run
 from qmimic.metrics import VOCMeanAP
 from qmimic.modules.evaluation import metric_targets
-from qmimic.runs.checkpoints import load_checkpoint, load_run, save_run
 
 
 def module(root: Path, **kwargs) -> DetectionDataModule:

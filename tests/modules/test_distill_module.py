@@ -11,13 +11,13 @@ import torch
 from helpers import TINY_DETECTOR, TINY_SPEC
 from qmimic.data import DetectionDataModule, ShapesSource
 from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_run, quantization_plan, save_run
 from qmimic.metrics.mimic_agreement import MimicAgreement
 from qmimic.models import TwoStageDetector, build_detector
 from qmimic.modules import DistillModule
 from qmimic.modules.mimic import mimic_loss, native_crops, read_regions
 from qmimic.quant import FeatureQuantizer, insert_quantizers
 from qmimic.quant.calibration import calibrate
-from qmimic.runs.checkpoints import load_run, quantization_plan, save_run
 
 TINY_MODEL_CONFIG = {
     "_target_": "qmimic.models.build_detector",

@@ -151,3 +151,19 @@ def test_plan_step_rules():
         QuantizationPlan(FeatureQuantizer, calibration_batches=2, step_rule="sometimes")
     with pytest.raises(UserError, match="calibration_batches"):
         QuantizationPlan(FeatureQuantizer, calibration_batches=0, step_rule="epoch")
+
+
+def test_a_quantizer_outside_the_trunk_is_refused_as_it_would_never_calibrate():
+    detector = build_detector(width=1 / 16, **TINY_DETECTOR)
+    with pytest.raises(UserError, match="outside the trunk: calibration runs the feature map"):
+        insert_quantizers(detector, FeatureQuantizer, patterns=["roi_heads.*"])
+
+
+def test_calibration_that_cannot_set_a_step_says_what_to_change():
+    q = FeatureQuantizer()
+    q.start_calibration()
+    q(torch.zeros(2, 4, 4))
+    with pytest.raises(UserError, match="calibration_percentile"):
+        q.finish_calibration()
+    with pytest.raises(UserError, match="calibration_batches"):
+        FeatureQuantizer().finish_calibration()

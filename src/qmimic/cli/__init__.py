@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 
 from qmimic.conf import CONFIG_PATH
 from qmimic.errors import exit_on_user_error
-from qmimic.runs.log import route_library_logs
-from qmimic.runs.results import check_output_folder
+from qmimic.io.results import check_output_folder
+from qmimic.log import route_library_logs
 
 R = TypeVar("R")
 

@@ -20,11 +20,11 @@ from qmimic.cli import hydra_command
 from qmimic.conf import check_complete
 from qmimic.drawing import class_name
 from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_run
+from qmimic.io.results import record_left_out, write_json, write_text
+from qmimic.log import format_metrics, get_logger
 from qmimic.models import count_parameters
 from qmimic.modules import DetectorModule
-from qmimic.runs.checkpoints import load_run
-from qmimic.runs.log import format_metrics, get_logger
-from qmimic.runs.results import record_left_out, write_json, write_text
 
 log = get_logger("qmimic.evaluate")
 

@@ -1,7 +1,7 @@
 """Export a checkpoint's detector to ONNX:
 ``python -m qmimic.export ckpt=PATH [format=onnx] [quantize=int8] [output=FILE]``.
 
-The command around :mod:`qmimic.export`: options, output paths, checking the exported graph
+The command around :mod:`qmimic.deploy`: options, output paths, checking the exported graph
 against PyTorch, and writing the files in place only once all are written and checked.
 """
 
@@ -20,23 +20,23 @@ from torch import Tensor
 
 from qmimic.cli import hydra_command
 from qmimic.conf import check_complete
-from qmimic.errors import UserError
-from qmimic.export.agreement import (
+from qmimic.deploy.agreement import (
     BOX_RTOL,
     SCORE_ATOL,
     Agreement,
     ExportMismatchError,
     check_against,
 )
-from qmimic.export.graph import export_onnx
-from qmimic.export.images import data_images, random_images
-from qmimic.export.int8 import quantize_int8
-from qmimic.export.runtime import OnnxDetector, metadata_for, write_metadata
+from qmimic.deploy.graph import export_onnx
+from qmimic.deploy.images import data_images, random_images
+from qmimic.deploy.int8 import quantize_int8
+from qmimic.deploy.runtime import OnnxDetector, metadata_for, write_metadata
+from qmimic.errors import UserError
+from qmimic.io.checkpoints import load_run
+from qmimic.io.results import check_output_folder
+from qmimic.log import get_logger
 from qmimic.models.detector import TwoStageDetector
 from qmimic.models.report import default_input_size
-from qmimic.runs.checkpoints import load_run
-from qmimic.runs.log import get_logger
-from qmimic.runs.results import check_output_folder
 
 log = get_logger("qmimic.export")
 

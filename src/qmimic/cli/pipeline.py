@@ -19,12 +19,12 @@ from pathlib import Path
 
 from qmimic.conf import options
 from qmimic.errors import RESUMABLE, exit_on_user_error
-from qmimic.runs.log import get_logger
-from qmimic.runs.results import check_output_folder, write_text
+from qmimic.io.results import check_output_folder, write_text
+from qmimic.log import get_logger
 from qmimic.runs.stage_runs import overrides_for, run_stage
 from qmimic.runs.summary import ordering_verdict, write_summary
 from qmimic.stages import load_stages
-from qmimic.study.report import evidence_line
+from qmimic.studies.report import evidence_line
 
 log = get_logger("qmimic.pipeline")
 

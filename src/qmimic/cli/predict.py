@@ -25,9 +25,9 @@ from qmimic.conf import check_complete
 from qmimic.data.images import BadSampleError, find_images, load_rgb_image
 from qmimic.drawing import detection_records, draw
 from qmimic.errors import UserError
+from qmimic.io.results import check_output_folder, write_json
+from qmimic.log import get_logger
 from qmimic.predictors import Predictor, above_threshold, load_predictor
-from qmimic.runs.log import get_logger
-from qmimic.runs.results import check_output_folder, write_json
 
 log = get_logger("qmimic.predict")
 

@@ -26,11 +26,11 @@ from omegaconf import OmegaConf
 
 from qmimic.conf import load_config, options
 from qmimic.errors import RESUMABLE, UserError, exit_on_user_error
-from qmimic.runs.log import get_logger
-from qmimic.runs.results import check_output_folder
+from qmimic.io.results import check_output_folder
+from qmimic.log import get_logger
 from qmimic.runs.stage_runs import overrides_for
 from qmimic.stages import load_stages
-from qmimic.study.report import (
+from qmimic.studies.report import (
     load_results,
     phase_block,
     record_confirmation,
@@ -38,8 +38,8 @@ from qmimic.study.report import (
     used_seeds,
     write_study,
 )
-from qmimic.study.runner import collect, run_all, run_seed, run_shared_teachers, variant_out
-from qmimic.study.variants import Variant, expand
+from qmimic.studies.runner import collect, run_all, run_seed, run_shared_teachers, variant_out
+from qmimic.studies.variants import Variant, expand
 
 log = get_logger("qmimic.study")
 

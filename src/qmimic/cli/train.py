@@ -26,25 +26,26 @@ from omegaconf import DictConfig, OmegaConf
 from qmimic.cli import hydra_command
 from qmimic.conf import check_complete
 from qmimic.errors import UserError
-from qmimic.models import TwoStageDetector, model_report
-from qmimic.quant import QuantizationPlan, feature_quantizers
-from qmimic.quant.calibration import CalibrateQuantizers
-from qmimic.runs.callbacks import (
+from qmimic.io.callbacks import (
     ConfigInCheckpoint,
     RandomStateInCheckpoint,
     WandbRunInCheckpoint,
 )
-from qmimic.runs.checkpoints import (
+from qmimic.io.checkpoints import (
     WANDB_ID_KEY,
     check_matches,
     load_checkpoint,
     load_run,
     quantization_plan,
 )
-from qmimic.runs.environment import describe, run_environment
-from qmimic.runs.log import format_metrics, get_logger
-from qmimic.runs.loggers import instantiate_loggers, keep_csv_history
-from qmimic.runs.results import record_left_out, write_json, write_text
+from qmimic.io.environment import describe, run_environment
+from qmimic.io.loggers import instantiate_loggers, keep_csv_history
+from qmimic.io.results import record_left_out, write_json, write_text
+from qmimic.log import format_metrics, get_logger
+from qmimic.metrics.names import SKIPPED, VAL, key, split_of
+from qmimic.models import TwoStageDetector, model_report
+from qmimic.quant import QuantizationPlan, feature_quantizers
+from qmimic.quant.calibration import CalibrateQuantizers
 
 log = get_logger("qmimic.train")
 
@@ -97,7 +98,7 @@ def _float_baseline(trainer: L.Trainer, module: L.LightningModule, datamodule) -
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     for q in quantizers:
         q.enabled = True
-    return {f"float/{k}": float(v) for k, v in metrics.items()}
+    return {f"float/{k}": float(v) for k, v in metrics.items()}  # test/x -> float/test/x
 
 
 def _check_resume(
@@ -201,7 +202,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         before = _float_baseline(trainer, module, datamodule)  # stage 2: mAP before quantization
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     validated = {  # the last validation's scalars, for sweepers (optimized_metric)
-        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+        k: float(v) for k, v in trainer.callback_metrics.items() if split_of(k)[0] == VAL
     }
     metrics = {}
     if cfg.get("test", True):
@@ -239,7 +240,7 @@ def main(cfg: DictConfig) -> float | None:
         return None
     if metric in results:
         return results[metric]
-    known = ", ".join(k for k in results if k.startswith("val/") and k != "val/skipped")
+    known = ", ".join(k for k in results if split_of(k)[0] == VAL and k != key(VAL, SKIPPED))
     if known or _is_sweep():  # a misspelt metric, or a sweeper that needs the value
         raise UserError(
             f"optimized_metric={metric} was not logged; "

@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from qmimic.errors import UserError
-from qmimic.runs.loggers import register_resolvers  # the configs' ${run_name:...} resolvers
+from qmimic.io.loggers import register_resolvers  # the configs' ${run_name:...} resolvers
 
 CONFIG_MODULE = __name__
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # the ``config_path`` of the commands' ``hydra.main``

@@ -1,6 +1,6 @@
 """Detection data: the DataModule, and its sources grouped by format (:mod:`~qmimic.data.voc`,
 :mod:`~qmimic.data.widerface`, :mod:`~qmimic.data.coco`) and by generated sets
-(:mod:`~qmimic.data.generated`).
+(:mod:`~qmimic.data.synthetic`).
 
 The configs name sources by these package-level names (``qmimic.data.ShapesSource``), which
 stay put when modules move.
@@ -8,7 +8,9 @@ stay put when modules move.
 
 from qmimic.data.coco import CocoDataset, CocoSource
 from qmimic.data.datamodule import DetectionDataModule, collate_detection
-from qmimic.data.generated import (
+from qmimic.data.images import BadSampleError, load_rgb_image
+from qmimic.data.report import DataReport, DataWarning
+from qmimic.data.synthetic import (
     SHAPES_CLASSES,
     FacesSource,
     FacesSpec,
@@ -17,8 +19,6 @@ from qmimic.data.generated import (
     ensure_faces,
     ensure_shapes,
 )
-from qmimic.data.images import BadSampleError, load_rgb_image
-from qmimic.data.report import DataReport, DataWarning
 from qmimic.data.voc import (
     VOC_CLASSES,
     VOCDataset,

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from qmimic.metrics.names import MIMIC_DISTANCE, MIMIC_MATCH
+
 
 def _flat(regions: Tensor | list[Tensor]) -> Tensor:
     if isinstance(regions, Tensor):
@@ -58,6 +60,6 @@ class MimicAgreement(Metric):
     def compute(self) -> dict[str, Tensor]:
         elements = self.elements.clamp(min=1)
         return {
-            "mimic_match": (self.matched / elements).float(),
-            "mimic_distance": (self.distance / elements).float(),
+            MIMIC_MATCH: (self.matched / elements).float(),
+            MIMIC_DISTANCE: (self.distance / elements).float(),
         }

@@ -13,14 +13,14 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from qmimic.errors import UserError
+from qmimic.log import get_logger
+from qmimic.metrics.names import HEADLINES, LOSS, TRAIN, key
 from qmimic.models.detector import Targets, TwoStageDetector
 from qmimic.modules.evaluation import (
-    HEADLINES,
     DetectionMetrics,
     metric_targets,
     scalar_metrics,
 )
-from qmimic.runs.log import get_logger
 
 OptimizerFactory = Callable[[Iterator[torch.nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -114,9 +114,9 @@ class DetectorModule(L.LightningModule):
         if bad:
             return self._skip_or_stop(bad)
         self._track(total)
-        logged = {f"train/{name}": value.detach() for name, value in losses.items()}
+        logged = {key(TRAIN, name): value.detach() for name, value in losses.items()}
         self.log_dict(logged, batch_size=len(images))
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(images))
+        self.log(key(TRAIN, LOSS), loss.detach(), prog_bar=True, batch_size=len(images))
         return loss
 
     def _skip_or_stop(self, bad: dict[str, float]) -> None:
@@ -185,7 +185,7 @@ class DetectorModule(L.LightningModule):
         if stage == "test":  # kept whole (per-class APs included) for reports
             self.test_results = {k: v.detach().cpu() for k, v in computed.items()}
         values = scalar_metrics(computed, stage)
-        headlines = {f"{stage}/{k}": values.pop(f"{stage}/{k}") for k in self.headlines}
+        headlines = {key(stage, k): values.pop(key(stage, k)) for k in self.headlines}
         # compute() already gathered every process's states, so each process holds the same
         # values: syncing them with max keeps them bit-exact (a mean could move the last bit)
         # and tells Lightning they are whole-split values. A no-op in a single process.

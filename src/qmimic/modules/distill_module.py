@@ -6,7 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from qmimic.errors import UserError
+from qmimic.log import get_logger
 from qmimic.metrics.mimic_agreement import MimicAgreement
+from qmimic.metrics.names import VAL, key
 from qmimic.models.detector import TwoStageDetector
 from qmimic.modules.detector_module import (
     DetectorModule,
@@ -17,7 +19,6 @@ from qmimic.modules.detector_module import (
 from qmimic.modules.mimic import REGION_READS, Regions, mimic_loss, native_crops, read_regions
 from qmimic.quant import FeatureQuantizer
 from qmimic.quant.calibration import calibrate
-from qmimic.runs.log import get_logger
 
 REGION_SOURCES = ("student", "teacher", "gt")
 # Where the teacher side of L_m is quantized: on the region features it reads (the paper's
@@ -55,7 +56,7 @@ class DistillModule(DetectorModule):
     ``quant`` config group, with its step rule).
 
     The teacher is handed in built and loaded (the training command reads it with
-    :func:`~qmimic.runs.checkpoints.load_run`), then frozen (no gradients, eval mode re-asserted
+    :func:`~qmimic.io.checkpoints.load_run`), then frozen (no gradients, eval mode re-asserted
     every epoch), and deliberately NOT registered as a submodule: it stays out of the optimizer,
     out of DDP and out of every student checkpoint.
 
@@ -273,7 +274,7 @@ class DistillModule(DetectorModule):
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         if self.agreement.update_count:
-            values = {f"val/{k}": v for k, v in self.agreement.compute().items()}
+            values = {key(VAL, k): v for k, v in self.agreement.compute().items()}
             self.log_dict(values, sync_dist=True, reduce_fx="max")
         self.agreement.reset()
 

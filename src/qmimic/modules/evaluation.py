@@ -13,6 +13,7 @@ from torchmetrics import SumMetric
 from torchmetrics.detection import MeanAveragePrecision
 
 from qmimic.metrics import VOCMeanAP, WiderFaceAP
+from qmimic.metrics.names import IMAGES
 
 # The COCO backend logs a summary table at INFO level on every compute; our own logging says
 # what matters, so keep it to warnings.
@@ -20,7 +21,6 @@ logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
 
 PROTOCOLS = ("voc", "wider")
-HEADLINES = {"voc": ("map_50", "voc07_map"), "wider": ("map_50", "wider_hard")}
 
 
 class GatheredMeanAveragePrecision(MeanAveragePrecision):
@@ -81,7 +81,7 @@ class DetectionMetrics(nn.Module):
 
     def compute(self) -> dict[str, Tensor]:
         official = {f"{self.prefix}_{k}": v for k, v in self.official.compute().items()}
-        return {**self.coco.compute(), **official, "images": self.images.compute().float()}
+        return {**self.coco.compute(), **official, IMAGES: self.images.compute().float()}
 
     def reset(self) -> None:
         self.coco.reset()

@@ -11,9 +11,9 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from qmimic.log import get_logger
 from qmimic.quant.insertion import feature_quantizers
 from qmimic.quant.quantizer import FeatureQuantizer
-from qmimic.runs.log import get_logger
 
 log = get_logger(__name__)
 

@@ -14,10 +14,12 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from qmimic.errors import UserError
-from qmimic.quant.quantizer import FeatureQuantizer
+from qmimic.quant.quantizer import FeatureQuantizer, QuantizerSettingError
 
 QuantizerFactory = Callable[..., FeatureQuantizer]
+# What calibration runs (the detector's ``features``: trunk, then neck): only quantizers placed
+# there see calibration batches.
+CALIBRATED_PREFIXES = ("trunk.", "neck")
 STEP_RULES = ("fixed", "epoch", "ema")
 
 
@@ -55,7 +57,8 @@ def insert_quantizers(
         patterns: ``fnmatch`` patterns over module names whose outputs are quantized too.
 
     Raises:
-        ValueError: a pattern matches no module (a typo would otherwise go unnoticed).
+        QuantizerSettingError: a pattern matches no module (a typo would otherwise go
+            unnoticed), or a module outside the trunk, which calibration never runs.
     """
     placed = []
     if feature_map:
@@ -65,7 +68,17 @@ def insert_quantizers(
     for pattern in patterns:
         matches = [n for n in names if fnmatch(n, pattern)]
         if not matches:
-            raise ValueError(f"quantizer pattern {pattern!r} matches no module of the detector")
+            raise QuantizerSettingError(
+                f"quant.patterns entry {pattern!r} matches no module of the detector; module "
+                "names look like trunk.layer2 (see print(detector))"
+            )
+        outside = [n for n in matches if not n.startswith(CALIBRATED_PREFIXES)]
+        if outside:
+            raise QuantizerSettingError(
+                f"quant.patterns entry {pattern!r} matches {outside[0]}, outside the trunk: "
+                "calibration runs the feature map only (trunk and neck), so a quantizer there "
+                "would never be calibrated; quantize layers under trunk. (e.g. trunk.layer2)"
+            )
         for name in matches:
             _set_child(
                 detector, name, QuantizedOutput(detector.get_submodule(name), make_quantizer())
@@ -127,9 +140,11 @@ class QuantizationPlan:
         momentum: float = 0.99,
     ):
         if step_rule not in STEP_RULES:
-            raise UserError(f"quant.step_rule must be one of {STEP_RULES}, got {step_rule!r}")
+            raise QuantizerSettingError(
+                f"quant.step_rule must be one of {STEP_RULES}, got {step_rule!r}"
+            )
         if step_rule != "fixed" and calibration_batches <= 0:
-            raise UserError(
+            raise QuantizerSettingError(
                 f"quant.step_rule={step_rule} follows the features from a calibrated step: "
                 "set quant.calibration_batches to 1 or more"
             )

@@ -10,7 +10,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from qmimic.errors import UserError
+
 GRADIENTS = ("identity", "clipped")
+
+
+class QuantizerSettingError(UserError, ValueError):
+    """A quantizer setting that cannot work; the message names the ``quant`` config key."""
+
+
+class CalibrationError(UserError):
+    """Calibration could not set a step from what it saw; the message says what to change."""
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -68,17 +78,22 @@ class FeatureQuantizer(nn.Module):
     ):
         super().__init__()
         if step <= 0:
-            raise ValueError(f"step must be positive, got {step}")
+            raise QuantizerSettingError(f"quant.quantizer.step must be positive, got {step}")
         if num_levels is not None and num_levels < 2:
-            raise ValueError(f"num_levels must be >= 2 (or None), got {num_levels}")
+            raise QuantizerSettingError(
+                f"quant.quantizer.num_levels must be >= 2 (or null), got {num_levels}"
+            )
         if gradient not in GRADIENTS:
-            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+            raise QuantizerSettingError(
+                f"quant.quantizer.gradient must be one of {GRADIENTS}, got {gradient!r}"
+            )
         if not 0 < calibration_percentile <= 100:
-            raise ValueError(
-                f"calibration_percentile must be in (0, 100], got {calibration_percentile}"
+            raise QuantizerSettingError(
+                "quant.quantizer.calibration_percentile must be in (0, 100], got "
+                f"{calibration_percentile}"
             )
         if momentum is not None and not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1) (or None), got {momentum}")
+            raise QuantizerSettingError(f"quant.momentum must be in [0, 1), got {momentum}")
         self.register_buffer("step", torch.tensor(float(step)))
         self.register_buffer("calibrated", torch.tensor(False))
         self.num_levels = num_levels
@@ -158,12 +173,19 @@ class FeatureQuantizer(nn.Module):
     def finish_calibration(self) -> float:
         """Set ``step`` from the observed batches; returns the new step."""
         if not self._observed:
-            raise RuntimeError("finish_calibration() called before any batch was observed")
+            raise CalibrationError(
+                "calibration saw no batch: set quant.calibration_batches to 1 or more and give "
+                "the training split at least one image"
+            )
         percentile = torch.stack(self._observed).mean()
         self._observed = None
         step = float(percentile) / (self.calibration_levels - 1)
         if step <= 0:
-            raise RuntimeError("calibration saw only non-positive features; cannot set a step")
+            raise CalibrationError(
+                "calibration saw only features <= 0 (a dead feature map?), so no step can be "
+                "set: raise quant.quantizer.calibration_percentile, or give the step with "
+                "quant.quantizer.step=... and quant.calibration_batches=0"
+            )
         self.step.fill_(step)
         self.calibrated.fill_(True)
         return step

@@ -22,8 +22,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from qmimic.conf import load_config
-from qmimic.errors import UserError
-from qmimic.runs.log import get_logger
+from qmimic.errors import StageFailedError, UserError
+from qmimic.log import get_logger
 from qmimic.stages import Stage
 
 log = get_logger("qmimic.pipeline")
@@ -186,8 +186,9 @@ def run_stage(
         returncode = wait_through_ctrl_c(process)
     if returncode != 0:
         where = console if quiet else folder
-        raise SystemExit(
-            f"error: stage {stage.name} (seed {seed}) failed; its log is in {where}. "
-            "Fix the cause and run the same command again to resume."
+        raise StageFailedError(
+            f"stage {stage.name} (seed {seed}) failed; its log is in {where}. "
+            "Fix the cause and run the same command again to resume.",
+            returncode,
         )
     return json.loads(results_path.read_text())

@@ -9,17 +9,27 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from qmimic.runs.environment import distinct_environments
-from qmimic.runs.results import write_json, write_text
+from qmimic.io.environment import distinct_environments
+from qmimic.io.results import write_json, write_text
+from qmimic.metrics.names import (
+    MAP,
+    MAP_50,
+    TEST,
+    VOC07_MAP,
+    WIDER_EASY,
+    WIDER_HARD,
+    WIDER_MEDIUM,
+)
+from qmimic.metrics.names import key as metric_key
 
 # results.json key -> column title, in table order; a column appears when some run has the key.
 METRIC_COLUMNS = {
-    "test/voc07_map": "VOC07 mAP@0.5",
-    "test/wider_easy": "WIDER easy AP",
-    "test/wider_medium": "WIDER medium AP",
-    "test/wider_hard": "WIDER hard AP",
-    "test/map": "COCO mAP",
-    "test/map_50": "COCO mAP@0.5",
+    metric_key(TEST, VOC07_MAP): "VOC07 mAP@0.5",
+    metric_key(TEST, WIDER_EASY): "WIDER easy AP",
+    metric_key(TEST, WIDER_MEDIUM): "WIDER medium AP",
+    metric_key(TEST, WIDER_HARD): "WIDER hard AP",
+    metric_key(TEST, MAP): "COCO mAP",
+    metric_key(TEST, MAP_50): "COCO mAP@0.5",
 }
 
 
@@ -56,7 +66,7 @@ def summarize(groups: dict[str, list[dict]], label: str = "model") -> tuple[str,
     """A markdown table (metrics in points, mean ± standard deviation over each group's runs)
     and its JSON form: per group the values, mean and std of every metric (as fractions), the
     model's parameters and GFLOPs, mean minutes, the number of runs, and the distinct
-    ``environment`` records of its runs (:func:`~qmimic.runs.environment.distinct_environments`)."""
+    ``environment`` records of its runs (:func:`~qmimic.io.environment.distinct_environments`)."""
     keys = [k for k in METRIC_COLUMNS if any(k in r for runs in groups.values() for r in runs)]
     titles = [label, *(METRIC_COLUMNS[k] for k in keys), "parameters", "GFLOPs", "minutes", "runs"]
     rows, summary = [], {}
@@ -96,7 +106,7 @@ def write_summary(folder: Path, groups: dict[str, list[dict]], label: str = "mod
 def ordering_verdict(
     results: dict[str, list[dict]],
     order: tuple[str, ...] = ("qmimic", "mimic", "scratch"),
-    key: str = "test/voc07_map",
+    key: str = metric_key(TEST, VOC07_MAP),
 ) -> str:
     """Whether the paper's ordering of the students holds on the mean of ``key`` ("" when a
     stage or the metric is missing)."""

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from qmimic.runs.log import get_logger
+from qmimic.log import get_logger
 from qmimic.runs.summary import write_summary
 
 log = get_logger(__name__)
