@@ -49,6 +49,10 @@ bench: setup ## quality, speed and int8 benchmark into bench/ (< 60 min on 2 cor
 docs: setup ## build the documentation site into site/ (warnings are errors); open site/index.html
 	$(BIN)/mkdocs build --strict
 
+.PHONY: gpu-check
+gpu-check: setup ## on a CUDA machine: gpu tests, training slices (fp32/bf16/fp16, qmimic, DDP), latency; prints its table
+	$(BIN)/python benchmarks/gpu_check.py --out bench/gpu_check.md $(ARGS)
+
 .PHONY: lint
 lint: setup ## ruff checks
 	$(BIN)/ruff check src tests benchmarks
