@@ -326,3 +326,28 @@ def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_pa
     assert block["voc07_map"]["teacher"] == [block["voc07_map"]["teacher"][0]] * 3
     write_study(tmp_path, {"confirmation": block}, "")
     assert "One teacher for all seeds" in (tmp_path / "results.md").read_text()
+
+
+def test_a_block_holds_per_class_ap_and_learning_curves(tmp_path: Path):
+    seeds = [20, 21]
+    results = synthetic_results(seeds)
+    for stage, runs in results.items():
+        for i, run in enumerate(runs):
+            folder = tmp_path / "runs" / stage / str(i) / "csv"
+            folder.mkdir(parents=True)
+            rows = ["epoch,step,val/voc07_map,train/loss"]
+            for epoch in range(3):
+                value = 0.1 * (epoch + 1) + 0.02 * i
+                rows += [f"{epoch},{epoch * 10},{value},", f"{epoch},{epoch * 10 + 5},,1.0"]
+            (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+            run["output_dir"] = str(folder.parent)
+            run["test/per_class_ap"] = {"dog": 0.5 + 0.1 * i, "cat": 0.2}
+    block = phase_block(results, seeds, [])
+    assert block["per_class_ap"]["qmimic"] == {"dog": [0.5, 0.6], "cat": [0.2, 0.2]}
+    assert block["curves"]["teacher"] == [[0, pytest.approx(0.11)], [1, pytest.approx(0.21)],
+                                          [2, pytest.approx(0.31)]]  # fmt: skip
+    written = write_study(tmp_path, {"confirmation": block}, "")
+    assert tmp_path / "per_class_ap.md" in written
+    table = (tmp_path / "per_class_ap.md").read_text()
+    assert table.splitlines()[6].startswith("| dog | 55.0 |")  # mean over the two seeds
+    assert (tmp_path / "curves.png") in written and (tmp_path / "curves.png").stat().st_size > 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from helpers import TINY_SPEC, run_cli, tiny_overrides
+from qmimic.data import SHAPES_CLASSES
 
 
 def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -33,6 +34,9 @@ def test_fast_dev_run_writes_results(shapes_cache: Path, tmp_path: Path):
     for key in ("test/map_50", "test/map", "test/voc07_map"):
         assert isinstance(results[key], float) and 0.0 <= results[key] <= 1.0
     assert results["test/images"] == TINY_SPEC.num_test  # what the metrics were computed on
+    per_class = results["test/per_class_ap"]  # VOC07 AP per class, named
+    assert set(per_class) <= set(SHAPES_CLASSES) and all(0 <= v <= 1 for v in per_class.values())
+    assert (run_dir / "per_class_ap.md").read_text().startswith("| class | AP (VOC07, IoU 0.5) |")
     assert results["experiment"] == "scratch_shapes"
     assert results["seed"] == 0 and results["parameters"] > 0 and results["wall_time_s"] > 0
     environment = results["environment"]  # what else the numbers depend on

@@ -18,28 +18,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from qmimic.cli import hydra_command
 from qmimic.conf import check_complete
-from qmimic.drawing import class_name
 from qmimic.errors import UserError
 from qmimic.io.checkpoints import load_run
-from qmimic.io.results import record_left_out, write_json, write_text
+from qmimic.io.results import (
+    per_class_ap,
+    per_class_markdown,
+    record_left_out,
+    write_json,
+    write_text,
+)
 from qmimic.log import format_metrics, get_logger
 from qmimic.models import count_parameters
 from qmimic.modules import DetectorModule
 
 log = get_logger("qmimic.evaluate")
-
-
-def per_class_table(results: dict, class_names: tuple[str, ...]) -> str:
-    """Markdown table of VOC07 AP per class (classes with at least one non-difficult object)."""
-    lines = ["| class | AP (VOC07, IoU 0.5) |", "|---|---|"]
-    classes = results.get("voc07_classes")
-    aps = results.get("voc07_ap_per_class")
-    if classes is not None and aps is not None:
-        for label, ap in zip(classes.reshape(-1).tolist(), aps.reshape(-1).tolist(), strict=True):
-            lines.append(f"| {class_name(int(label), class_names)} | {100 * ap:.1f} |")
-    if "voc07_map" in results:
-        lines.append(f"| **mean** | **{100 * float(results['voc07_map']):.1f}** |")
-    return "\n".join(lines) + "\n"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -71,11 +63,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **{k: float(v) for k, v in metrics.items()},
         **record_left_out(output_dir, {"test": datamodule.report.skipped("test")}),
     }
-    write_json(output_dir / "results.json", results)
     table = ""
     if protocol == "voc":  # WIDER FACE has one class; its settings are in results.json
-        table = per_class_table(module.test_results, datamodule.class_names)
+        aps = per_class_ap(module.test_results, datamodule.class_names)
+        results["test/per_class_ap"] = aps
+        table = per_class_markdown(aps, results.get("test/voc07_map"))
         write_text(output_dir / "per_class_ap.md", table)
+    write_json(output_dir / "results.json", results)
     log.info("%s\nresults written to %s\n%s", table, output_dir, format_metrics(metrics))
     return results
 

@@ -40,7 +40,13 @@ from qmimic.io.checkpoints import (
 )
 from qmimic.io.environment import describe, run_environment
 from qmimic.io.loggers import instantiate_loggers, keep_csv_history
-from qmimic.io.results import record_left_out, write_json, write_text
+from qmimic.io.results import (
+    per_class_ap,
+    per_class_markdown,
+    record_left_out,
+    write_json,
+    write_text,
+)
 from qmimic.log import format_metrics, get_logger
 from qmimic.metrics.names import SKIPPED, VAL, key, split_of
 from qmimic.models import TwoStageDetector, model_report
@@ -224,8 +230,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **{k: float(v) for k, v in metrics.items()},
     }
     left_out = {split: datamodule.report.skipped(split) for split in datamodule.active}
+    aps = per_class_ap(module.test_results, datamodule.class_names) if metrics else {}
+    if aps:
+        results["test/per_class_ap"] = aps
     if trainer.is_global_zero:  # metrics are gathered over all ranks: the same on each
         results |= record_left_out(output_dir, left_out)
+        if aps:
+            table = per_class_markdown(aps, results.get("test/voc07_map"))
+            write_text(output_dir / "per_class_ap.md", table)
         write_json(output_dir / "results.json", results)
         log.info("results written to %s\n%s", output_dir / "results.json", format_metrics(metrics))
     return results

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qmimic.drawing import class_name
 from qmimic.errors import UserError
 from qmimic.metrics.names import SKIPPED, key
 
@@ -74,3 +75,27 @@ def record_left_out(output_dir: str | Path, left_out: dict[str, list[str]]) -> d
     if any(counts.values()):
         write_json(Path(output_dir) / "skipped.json", {s: m for s, m in left_out.items() if m})
     return counts
+
+
+def per_class_ap(computed: dict, class_names: tuple[str, ...] | None) -> dict[str, float]:
+    """``{class name: VOC07 AP}`` from a test's computed metrics (``voc07_classes`` and
+    ``voc07_ap_per_class``, see :class:`~qmimic.modules.evaluation.DetectionMetrics`), for the
+    classes with at least one non-difficult object; ``{}`` for another protocol."""
+    classes, aps = computed.get("voc07_classes"), computed.get("voc07_ap_per_class")
+    if classes is None or aps is None:
+        return {}
+    labels = classes.reshape(-1).tolist()
+    values = aps.reshape(-1).tolist()
+    return {
+        class_name(int(label), class_names): float(ap)
+        for label, ap in zip(labels, values, strict=True)
+    }
+
+
+def per_class_markdown(aps: dict[str, float], mean: float | None = None) -> str:
+    """The ``per_class_ap.md`` table: VOC07 AP per class in points, and the mean."""
+    lines = ["| class | AP (VOC07, IoU 0.5) |", "|---|---|"]
+    lines += [f"| {name} | {100 * ap:.1f} |" for name, ap in aps.items()]
+    if mean is not None:
+        lines.append(f"| **mean** | **{100 * mean:.1f}** |")
+    return "\n".join(lines) + "\n"

@@ -32,11 +32,13 @@ from qmimic.metrics.names import (
     key,
 )
 from qmimic.runs.summary import markdown_table
+from qmimic.studies.curves import CURVE_KEY, block_curves
 from qmimic.studies.runner import metric_table
 from qmimic.studies.statistics import compare
 
 METRIC_KEYS = {VOC07_MAP: key(TEST, VOC07_MAP), MAP: key(TEST, MAP)}
 # How closely the distilled students match their teacher on its quantization grid.
+PER_CLASS = key(TEST, "per_class_ap")  # {class: VOC07 AP} of a run's test split
 MIMIC_KEYS = {MIMIC_MATCH: key(VAL, MIMIC_MATCH), MIMIC_DISTANCE: key(VAL, MIMIC_DISTANCE)}
 TARGETS = (
     ("qmimic - mimic", "qmimic - mimic > 0 with the 95% interval above zero"),
@@ -69,6 +71,18 @@ def phase_block(
         table = metric_table(results, logged)
         if table:
             block[name] = table
+    per_class = {
+        stage: {name: [r[PER_CLASS][name] for r in runs] for name in runs[0][PER_CLASS]}
+        for stage, runs in results.items()
+        if runs
+        and all(PER_CLASS in r for r in runs)
+        and all(set(r[PER_CLASS]) == set(runs[0][PER_CLASS]) for r in runs)
+    }
+    if per_class:
+        block["per_class_ap"] = per_class
+    curves = block_curves(results)
+    if curves:
+        block["curves"] = curves
     before = [r.get(key(FLOAT_TEST, VOC07_MAP)) for r in results.get("qteacher", [])]
     if before and None not in before:
         block["qteacher_before_finetuning"] = before
@@ -377,14 +391,61 @@ def plot(results: dict, path: Path) -> Path | None:
     return path
 
 
+def shown_block(results: dict) -> dict | None:
+    """The block the study's pictures and per-class table show: the confirmation, or before it
+    has run, the tuning defaults."""
+    tuning = (results.get("tuning") or {}).get("variants", {})
+    return results.get("confirmation") or tuning.get("defaults")
+
+
+def per_class_markdown(block: dict) -> str:
+    """VOC07 AP per class (rows) and stage (columns), mean over the block's seeds, in points."""
+    per_class = block["per_class_ap"]
+    stages = list(per_class)
+    names = list(next(iter(per_class.values())))
+    header = ["class", *stages]
+    rows = [[name, *(pct(statistics.mean(per_class[s][name])) for s in stages)] for name in names]
+    seeds = ", ".join(map(str, block["seeds"]))
+    title = f"VOC07 AP per class on the test split, points, mean over seeds {seeds}:"
+    return f"# Per-class AP\n\n{title}\n\n{markdown_table(header, rows)}"
+
+
+def plot_curves(block: dict, path: Path) -> Path | None:
+    """Each stage's mean validation VOC07 mAP per epoch; ``None`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4), layout="constrained")
+    for stage, curve in block["curves"].items():
+        epochs, values = zip(*curve, strict=True)
+        axis.plot([e + 1 for e in epochs], [100 * v for v in values], marker="o", label=stage)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(f"{CURVE_KEY} (points)")
+    axis.set_title(f"learning curves, mean over seeds {', '.join(map(str, block['seeds']))}")
+    axis.legend()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def write_study(folder: Path, results: dict, preamble: str) -> list[Path]:
-    """Write results.json, results.md and (with matplotlib) results.png into ``folder``."""
+    """Write results.json, results.md and (with matplotlib) results.png into ``folder``, and
+    for the shown block (:func:`shown_block`) per_class_ap.md and curves.png where its runs
+    recorded them."""
     written = [
         write_json(folder / "results.json", results),
         write_text(folder / "results.md", markdown(results, preamble)),
     ]
     picture = plot(results, folder / "results.png")
-    return written + ([picture] if picture else [])
+    block = shown_block(results) or {}
+    if block.get("per_class_ap"):
+        written.append(write_text(folder / "per_class_ap.md", per_class_markdown(block)))
+    curves = plot_curves(block, folder / "curves.png") if block.get("curves") else None
+    return written + [p for p in (picture, curves) if p]
 
 
 def evidence_line(path: Path) -> str:
