@@ -96,7 +96,8 @@ def test_detections_picture_tiles_drawn_test_images(shapes_cache: Path, tmp_path
     ckpt = save_untrained_checkpoint("scratch_shapes", overrides, tmp_path / "tiny.ckpt")
     # An untrained detector scores every class near 1/7: threshold 0 keeps its boxes drawn.
     target = pictures.detections_picture(ckpt, tmp_path / "pic.jpg", count=2, score_threshold=0)
-    side = pictures.SCALE * TINY_SPEC.image_size
+    side = pictures.HEIGHT  # square images, drawn HEIGHT pixels high
+    assert side == 2 * 192 and TINY_SPEC.image_size < side
     with Image.open(target) as picture:
         assert picture.format == "JPEG"
         assert picture.size == (2 * side + 3 * 6, side + 2 * 6)  # two tiles and 6 px padding
