@@ -49,28 +49,27 @@ def tiny_overrides(cache: Path, log_dir: Path) -> list[str]:
     ]
 
 
-def compose_train_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The ``train`` config composed as the command line would, with a Hydra runtime set."""
+def compose_command_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The primary config ``name`` (``train``, ``evaluate``, ...) composed as the command line
+    would, with a Hydra runtime set and the run's output folder at ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         del cfg.hydra
     return cfg
+
+
+def compose_train_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The ``train`` config composed as the command line would (see compose_command_config)."""
+    return compose_command_config("train", overrides, output_dir)
 
 
 def compose_evaluate(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The ``evaluate`` config composed as the command line would."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose("evaluate", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
+    """The ``evaluate`` config composed as the command line would (see compose_command_config)."""
+    return compose_command_config("evaluate", overrides, output_dir)
 
 
 def run_cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
