@@ -291,8 +291,12 @@ def test_a_block_holds_the_match_rates_of_the_distilled_students(tmp_path: Path)
 
 def test_a_new_tuning_keeps_the_one_before_on_record(tmp_path: Path):
     block = phase_block(synthetic_results([0, 1]), [0, 1], [])
-    results = start_new_tuning({"tuning": {"variants": {"defaults": block}}}, "the loss changed")
-    assert results["tuning"] == {"variants": {}}
+    confirmed = phase_block(synthetic_results([10, 11]), [10, 11], [])
+    before = {"tuning": {"variants": {"defaults": block}}, "confirmation": confirmed}
+    results = start_new_tuning(before, "the loss changed")
+    assert results["tuning"] == {"variants": {}} and "confirmation" not in results
+    assert results["earlier_confirmations"][-1]["seeds"] == [10, 11]
+    assert evidence_line(write_study(tmp_path, results, "")[0]) == ""  # nothing quoted now
     (earlier,) = results["earlier_tunings"]
     assert earlier["superseded"] == "the loss changed" and earlier["variants"]["defaults"] == block
     assert used_seeds(results, "tuning") == {0, 1}  # still barred from any confirmation
@@ -300,6 +304,7 @@ def test_a_new_tuning_keeps_the_one_before_on_record(tmp_path: Path):
     write_study(tmp_path, results, "")
     text = (tmp_path / "results.md").read_text()
     assert "## Earlier tuning (superseded)" in text and "Why: the loss changed" in text
+    assert "Superseded: the loss changed" in text
 
 
 def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_path: Path):

@@ -119,10 +119,16 @@ def record_confirmation(results: dict, block: dict) -> dict:
 
 def start_new_tuning(results: dict, reason: str) -> dict:
     """``results`` with an empty tuning section; the one before goes to ``earlier_tunings``
-    with ``reason`` (why its numbers no longer describe the method)."""
+    with ``reason`` (why its numbers no longer describe the method), and so does the
+    confirmation of its defaults, to ``earlier_confirmations``: until a new confirmation runs,
+    no confirmation is quoted as evidence for the method as it now is."""
     current = results.get("tuning")
     if current and current.get("variants"):
         results.setdefault("earlier_tunings", []).append({**current, "superseded": reason})
+    confirmation = results.pop("confirmation", None)
+    if confirmation:
+        superseded = {**confirmation, "superseded": reason}
+        results.setdefault("earlier_confirmations", []).append(superseded)
     results["tuning"] = {"variants": {}}
     return results
 
@@ -333,6 +339,8 @@ def markdown(results: dict, preamble: str) -> str:
         ]
         for block in earlier:
             seeds = ", ".join(map(str, block["seeds"]))
+            if block.get("superseded"):
+                lines += [f"Superseded: {block['superseded']}", ""]
             lines += target_lines(block) + [""]
             lines += block_markdown(f"Defaults then (seeds {seeds})", block) + [""]
     tuning = (results.get("tuning") or {}).get("variants", {})
