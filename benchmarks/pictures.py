@@ -62,9 +62,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--height", type=int, default=HEIGHT, help="pixels per drawn image")
     args = parser.parse_args()
-    written = detections_picture(
-        args.ckpt, args.out, args.images, args.top_k, height=args.height
-    )
+    written = detections_picture(args.ckpt, args.out, args.images, args.top_k, height=args.height)
     print(f"written to {written}")
 
 
