@@ -44,8 +44,14 @@ def test_experiment_composes_and_builds(experiment: str, tmp_path: Path):
         cfg.init_ckpt = None  # weights are not needed to check the architecture
     net, plan = build_net(cfg)
     assert net.feature_channels >= 1
-    if cfg.quant:
-        assert plan is not None and len(feature_quantizers(net)) >= 1
+    stage = experiments()[experiment][0]
+    # The quantized stages carry one quantizer on the feature map; the qmimic student only
+    # where its recipe keeps one on its own map (otherwise Q acts only inside L_m).
+    quantized = stage in ("qteacher", "quant") or (
+        stage == "qmimic" and cfg.recipe.student.qmimic_quantized_map
+    )
+    assert (plan is not None) == quantized
+    assert len(feature_quantizers(net)) == int(quantized)
     if "teacher_ckpt" not in stage_inputs:
         module = instantiate(cfg.module, net=net)
         assert module.net is net

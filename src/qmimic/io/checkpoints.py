@@ -164,11 +164,13 @@ def _check_targets(node: object, path: str | Path, where: str) -> None:
 
 
 def quantization_plan(quant: Mapping | None) -> QuantizationPlan | None:
-    """The ``quant`` config section as a plan, or ``None`` for no quantization (``quant=none``;
-    a stage's own ``quant.step_rule`` setting left on it names no quantizer)."""
+    """The ``quant`` config section as a plan, or ``None`` for no quantization: ``quant=none``
+    (a stage's own ``quant.step_rule`` setting left on it names no quantizer), or a plan that
+    places nothing (``quant.feature_map=false`` without ``patterns``)."""
     if not quant or not quant.get("_target_"):
         return None
-    return instantiate(quant)
+    plan = instantiate(quant)
+    return plan if plan.places_anything else None
 
 
 def build_configured_detector(config: dict) -> TwoStageDetector:

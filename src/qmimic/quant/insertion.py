@@ -155,6 +155,12 @@ class QuantizationPlan:
         self.step_rule = step_rule
         self.momentum = momentum
 
+    @property
+    def places_anything(self) -> bool:
+        """Whether the plan names any place to quantize (``feature_map=false`` and no
+        ``patterns`` quantize nothing: the float detector)."""
+        return self.feature_map or bool(self.patterns)
+
     def apply(self, detector: nn.Module) -> list[str]:
         make = self.quantizer
         if self.step_rule == "ema":
