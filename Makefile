@@ -15,7 +15,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export,report,cluster,docs]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export,openvino,report,cluster,docs]'
 	@touch $(STAMP)
 
 .PHONY: setup

@@ -13,6 +13,8 @@ and timed in one process, one after the other, as the median of repeated one-ima
   onnxruntime int8 (static quantization as ``quantize=int8`` does it, calibrated on noise
   images: the speed is what matters here; int8 accuracy is measured on trained models by the
   benchmark's int8 section);
+- OpenVINO float32 and int8: the same two files run by OpenVINO (``predict runtime=openvino``),
+  the float32 one checked against PyTorch too;
 - the student's convolution floor: its trunk on the image, the RPN head on the feature map and
   the region head's ``layer4`` on 300 pooled regions, timed alone (the same convolutions, BN
   folded, nothing else).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+from functools import partial
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +53,11 @@ from qmimic.models.inference import for_inference
 VOC = ["data=voc", "model.pretrained=false"]
 MODELS = {"teacher": "ResNet-18 teacher (full width)", "student": "ResNet18-1-16 student"}
 WIDTHS = {"teacher": 1.0, "student": 0.0625}
-RUNTIMES = ("PyTorch as built", "PyTorch for inference", "onnxruntime float32", "onnxruntime int8")
+RUNTIMES = (
+    "PyTorch as built", "PyTorch for inference", "onnxruntime float32", "onnxruntime int8",
+    "OpenVINO float32", "OpenVINO int8",
+)  # fmt: skip
+ONNX_RUNTIMES = {"onnxruntime": RUNTIMES[2:4], "openvino": RUNTIMES[4:6]}
 CALIBRATION_IMAGES = 4
 
 
@@ -94,21 +101,22 @@ def profile_rows(step: Callable[[], object], rows: int = 12) -> list[dict]:
 
 def onnx_models(
     detector: TwoStageDetector, image: torch.Tensor, folder: Path, threads: int
-) -> tuple[OnnxDetector, OnnxDetector, str, bool]:
-    """The float32 and int8 ONNX models of ``detector`` (files in ``folder``), and the float
-    graph's agreement with PyTorch on ``image``: its summary and whether it passed."""
+) -> tuple[dict[str, OnnxDetector], dict[str, str], bool]:
+    """The float32 and int8 ONNX files of ``detector`` (in ``folder``) in each runtime, keyed
+    by :data:`RUNTIMES` names, and each runtime's float32 agreement with PyTorch on ``image``:
+    summaries by runtime and whether all passed."""
     float_path, int8_path = folder / "float32.onnx", folder / "int8.onnx"
     export_onnx(detector, float_path, image)
-    float_model = OnnxDetector(float_path, threads=threads)
-    agreement = check_against(detector, float_model, [image])
     size = tuple(image.shape[-2:])
     quantize_int8(float_path, int8_path, random_images(size, CALIBRATION_IMAGES, seed=1))
-    return (
-        float_model,
-        OnnxDetector(int8_path, threads=threads),
-        agreement.summary(),
-        agreement.passed,
-    )
+    models, summaries, passed = {}, {}, True
+    for runtime, (float_name, int8_name) in ONNX_RUNTIMES.items():
+        models[float_name] = OnnxDetector(float_path, threads=threads, runtime=runtime)
+        models[int8_name] = OnnxDetector(int8_path, threads=threads, runtime=runtime)
+        agreement = check_against(detector, models[float_name], [image])
+        summaries[runtime] = agreement.summary()
+        passed = passed and agreement.passed
+    return models, summaries, passed
 
 
 def time_model(
@@ -123,12 +131,11 @@ def time_model(
     identical = compare_detections(reference, found, top_k=len(reference["scores"])).passed
     folder = work / role
     folder.mkdir(parents=True, exist_ok=True)
-    float_model, int8_model, agreement, agrees = onnx_models(detector, image, folder, threads)
+    exported, agreement, agrees = onnx_models(detector, image, folder, threads)
     steps = {
         RUNTIMES[0]: lambda: detector.predict([image]),
         RUNTIMES[1]: lambda: prepared.predict([image]),
-        RUNTIMES[2]: lambda: float_model.predict(image),
-        RUNTIMES[3]: lambda: int8_model.predict(image),
+        **{name: partial(model.predict, image) for name, model in exported.items()},
     }
     ms = {}
     with torch.inference_mode():

@@ -1,7 +1,8 @@
-"""The int8 sections of ``make bench``: a trained detector in PyTorch, ONNX float32 and ONNX int8.
+"""The int8 sections of ``make bench``: a trained detector in PyTorch, and its ONNX float32 and
+int8 files in onnxruntime and OpenVINO.
 
 The checkpoint is exported with ``python -m qmimic.export ... quantize=int8`` (the
-command users run, with its agreement check against PyTorch), then each of the three runs the
+command users run, with its agreement check against PyTorch), then each of the five runs the
 test split of the checkpoint's data one image at a time: median milliseconds per image and
 VOC07 / COCO mAP from the same metrics training reports.
 
@@ -76,17 +77,20 @@ def measure(predictor: Predictor, samples: list[Sample], protocol: str) -> dict:
 
 
 def int8_section(ckpt: Path, out: Path, images: int | None, threads: int) -> dict:
-    """An ``int8`` section of ``bench/results.json`` for ``ckpt`` (ONNX files in ``out``)."""
+    """An ``int8`` section of ``bench/results.json`` for ``ckpt`` (ONNX files in ``out``); its
+    ``speedup`` and ``voc07_map_cost`` compare onnxruntime float32 with onnxruntime int8."""
     float_path, int8_path = export(ckpt, out)
     samples, protocol = test_images(ckpt, images)
     rows = []
-    for runtime, path in (
-        ("PyTorch", ckpt),
-        ("onnxruntime float32", float_path),
-        ("onnxruntime int8", int8_path),
+    for runtime, path, onnx_runtime in (
+        ("PyTorch", ckpt, None),
+        ("onnxruntime float32", float_path, "onnxruntime"),
+        ("onnxruntime int8", int8_path, "onnxruntime"),
+        ("OpenVINO float32", float_path, "openvino"),
+        ("OpenVINO int8", int8_path, "openvino"),
     ):
         print(f"  {runtime}: {len(samples)} test images ...", flush=True)
-        predictor = load_predictor(str(path), threads)
+        predictor = load_predictor(str(path), threads, runtime=onnx_runtime or "onnxruntime")
         rows.append({"runtime": runtime, **measure(predictor, samples, protocol)})
     size = list(samples[0][0].shape[-2:])
     return {

@@ -22,9 +22,12 @@ def test_markdown_report_shows_every_section_with_figures_in_points():
     assert "1.097 x (student + teacher)" in text
     assert "| onnxruntime int8 | 10.0 | 27.6 | 13.8 |" in text
     assert "1.60x the speed of float32, 0.4 points of VOC07 mAP lost" in text
-    assert "| student | 45.0 | 35.0 | 30.0 | 40.0 | 0.75x |" in text
-    assert "student / floor 1.75 (target <= 2)" in text and "40.0x faster than the teacher" in text
-    assert "int8 teacher: 3.00x its float32 speed" in text
+    assert "| student | 45.0 | 35.0 | 30.0 | 40.0 | 25.0 | 38.0 |" in text
+    assert "student / floor 1.75 (target <= 1.3)" in text and "40.0x faster than the teacher" in text
+    assert "fastest runtime for the student: OpenVINO float32, 25.0 ms (1.40x PyTorch" in text
+    assert "onnxruntime int8 over float32: teacher 3.00x, student 0.75x" in text
+    assert "OpenVINO int8 over float32: teacher 2.89x, student 0.66x" in text
+    assert "openvino: 1 images, 0 unmatched" in text
     assert "| `aten::mkldnn_convolution` | 23 | 15.00 | 50.0% |" in text
     assert "int8 export: the teacher" not in text  # a section that was not run
 

@@ -26,7 +26,7 @@ from qmimic.deploy import (
     export_onnx,
     random_images,
 )
-from qmimic.deploy.runtime import CLASS_NAMES, OnnxDetector
+from qmimic.deploy.runtime import CLASS_NAMES, OnnxDetector, metadata_for, write_metadata
 from qmimic.errors import UserError
 from qmimic.models import TwoStageDetector, build_detector
 from qmimic.quant import FeatureQuantizer, feature_quantizers, insert_quantizers
@@ -69,6 +69,26 @@ def test_onnx_model_reproduces_pytorch_detections(framework: str, tmp_path: Path
     found = model.predict(image)
     assert found["labels"].dtype == torch.int64 and found["boxes"].shape[1] == 4
     torch.testing.assert_close(found["boxes"][:5], expected["boxes"][:5], rtol=1e-3, atol=1e-3)
+
+
+def test_openvino_runs_the_exported_file_as_pytorch_does(tmp_path: Path):
+    detector = tiny_detector()
+    exported(detector, tmp_path / "model.onnx")
+    names = tuple(f"class{i}" for i in range(1, 7))
+    write_metadata(tmp_path / "model.onnx", metadata_for(names, (96, 96), "x.ckpt", "float32"))
+    model = OnnxDetector(tmp_path / "model.onnx", threads=1, runtime="openvino")
+    agreement = check_against(detector, model, check_images(), top_k=10)
+    assert agreement.compared == 3 * 2 * 10 and agreement.passed, agreement.summary()
+    assert agreement.max_score_diff <= 1e-4 and agreement.max_box_diff <= 1e-3
+    found = model.predict(check_images()[2])
+    assert found["labels"].dtype == torch.int64 and found["boxes"].shape[1] == 4
+    assert model.class_names == names and model.input_size == (96, 96)  # read from the file
+
+
+def test_unknown_runtime_is_a_user_error(tmp_path: Path):
+    exported(tiny_detector(), tmp_path / "model.onnx")
+    with pytest.raises(UserError, match="runtime=tensorrt is not supported; use one of"):
+        OnnxDetector(tmp_path / "model.onnx", runtime="tensorrt")
 
 
 def graph_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:

@@ -49,9 +49,10 @@ def images(shapes_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-def predict(model: Path, images: Path, output: Path) -> dict:
+def predict(model: Path, images: Path, output: Path, *extra: str) -> dict:
     result = run_cli(
         "qmimic.predict",
+        *extra,
         f"ckpt={model}",
         f"input={images}",
         f"output={output}",
@@ -78,14 +79,15 @@ def test_checkpoint_and_onnx_predict_the_same(models: dict, images: Path, tmp_pa
             assert detection["score"] >= 0.1 and len(detection["box"]) == 4
             assert detection["class_name"] == NAMES[detection["label"] - 1]
 
-    from_onnx = predict(models["onnx"], images, tmp_path / "onnx")
-    assert sorted(from_onnx) == good
-    for name in good:
-        assert len(from_onnx[name]) == len(from_ckpt[name])
-        for a, b in zip(from_ckpt[name], from_onnx[name], strict=True):
-            assert (a["label"], a["class_name"]) == (b["label"], b["class_name"])
-            assert a["score"] == pytest.approx(b["score"], abs=2e-5)
-            assert a["box"] == pytest.approx(b["box"], abs=0.02)
+    for runtime in ("onnxruntime", "openvino"):
+        from_onnx = predict(models["onnx"], images, tmp_path / runtime, f"runtime={runtime}")
+        assert sorted(from_onnx) == good
+        for name in good:
+            assert len(from_onnx[name]) == len(from_ckpt[name]), runtime
+            for a, b in zip(from_ckpt[name], from_onnx[name], strict=True):
+                assert (a["label"], a["class_name"]) == (b["label"], b["class_name"])
+                assert a["score"] == pytest.approx(b["score"], abs=2e-5), runtime
+                assert a["box"] == pytest.approx(b["box"], abs=0.02), runtime
 
 
 def test_no_images_found_is_a_user_error(tmp_path: Path):
@@ -127,7 +129,7 @@ def test_no_detection_above_the_threshold_says_how_to_see_more(
 
     cfg = OmegaConf.create({
         "ckpt": str(models["onnx"]), "input": str(images / "*.jpg"), "output": str(tmp_path),
-        "score_threshold": 1.0, "threads": 1, "paths": {"output_dir": str(tmp_path)},
+        "score_threshold": 1.0, "threads": 1, "runtime": "onnxruntime", "paths": {"output_dir": str(tmp_path)},
     })  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="qmimic"):
         results = run_predict(cfg)

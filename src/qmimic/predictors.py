@@ -1,5 +1,5 @@
 """Detectors behind one call, ``predict(image)``: a checkpoint's run with PyTorch, or an
-exported ONNX model with onnxruntime; both give the same detections."""
+exported ONNX model with onnxruntime or OpenVINO; all give the same detections (float32)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ class CheckpointPredictor:
         return self.detector.predict([image])[0]
 
 
-def load_predictor(path: str, threads: int = 0) -> Predictor:
-    """An :class:`~qmimic.deploy.runtime.OnnxDetector` for ``.onnx`` files, else a
-    :class:`CheckpointPredictor`."""
+def load_predictor(path: str, threads: int = 0, runtime: str = "onnxruntime") -> Predictor:
+    """An :class:`~qmimic.deploy.runtime.OnnxDetector` run by ``runtime`` (``onnxruntime`` or
+    ``openvino``) for ``.onnx`` files, else a :class:`CheckpointPredictor` (PyTorch)."""
     if Path(path).suffix.lower() != ".onnx":
         return CheckpointPredictor(path)
     try:
@@ -48,7 +48,7 @@ def load_predictor(path: str, threads: int = 0) -> Predictor:
         raise UserError(
             f"running .onnx models needs onnxruntime ({exc}); pip install 'qmimic[export]'"
         ) from None
-    return OnnxDetector(path, threads=threads)
+    return OnnxDetector(path, threads=threads, runtime=runtime)
 
 
 def above_threshold(detections: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:

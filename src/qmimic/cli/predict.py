@@ -2,7 +2,7 @@
 ``python -m qmimic.predict ckpt=PATH input=DIR_OR_GLOB [output=DIR] [score_threshold=0.5]``.
 
 ``ckpt`` is a qmimic ``.ckpt`` (run with PyTorch) or an ``.onnx`` file from ``qmimic.export``
-(run with onnxruntime); both give the same detections. For every image found (jpg, jpeg, png,
+(run with onnxruntime, or OpenVINO with ``runtime=openvino``); all give the same detections. For every image found (jpg, jpeg, png,
 bmp; a folder's files or a glob's matches, sorted) it writes ``<output>/<stem>.jpg`` with the
 detections drawn, and one ``<output>/detections.json`` mapping each image's name to its list of
 ``{label, class_name, score, box: [x1, y1, x2, y2]}`` (input-image pixels). Images in
@@ -79,7 +79,7 @@ def _predict_file(
 def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     """Run the command; returns what it writes to ``detections.json``."""
     check_complete(cfg, "e.g. ckpt=model.onnx input=photos/")
-    predictor = load_predictor(str(cfg.ckpt), threads=cfg.threads)
+    predictor = load_predictor(str(cfg.ckpt), threads=cfg.threads, runtime=cfg.runtime)
     images = find_images(str(cfg.input))
     output_dir = Path(cfg.output).expanduser() if cfg.get("output") else None
     output_dir = output_dir or Path(cfg.paths.output_dir)
