@@ -30,9 +30,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-from functools import partial
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch

@@ -12,9 +12,9 @@ sections, each present when it was run:
 - ``speed``: ``latency`` rows (``model``, ``arch``, ``width``, ``size`` [H, W], ``parameters``,
   ``gflops``, ``ms``, ``proposals``), ``latency_ratio``, ``train_step``, ``eval``, ``loader``;
 - ``inference``: ``models`` (teacher, student: ``model``, ``ms`` by runtime,
-  ``prepared_detects_the_same``, ``onnx_agreement`` by ONNX runtime), ``floor_ms``, ``teacher_over_student``,
-  ``student_over_floor``, ``profile`` rows (``operator``, ``calls``, ``ms``, ``share``),
-  ``size``, ``threads``, ``load_average``;
+  ``prepared_detects_the_same``, ``onnx_agreement`` by ONNX runtime), ``floor_ms``,
+  ``teacher_over_student``, ``student_over_floor``, ``profile`` rows (``operator``, ``calls``,
+  ``ms``, ``share``), ``size``, ``threads``, ``load_average``;
 - ``int8`` (the student) and ``int8_teacher``: ``model``, ``size``, ``rows`` (``runtime``,
   ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``.
 
@@ -209,7 +209,11 @@ SECTIONS = (
     ("widths", "mAP against width", width_table),
     ("speed", "Speed: CPU latency per image", latency_table),
     ("speed", "Speed: training, evaluation, data loading", cost_table),
-    ("inference", "Speed: inference at 600x1000 in PyTorch, onnxruntime and OpenVINO", inference_tables),
+    (
+        "inference",
+        "Speed: inference at 600x1000 in PyTorch, onnxruntime, OpenVINO",
+        inference_tables,
+    ),
     ("int8", "int8 export: the Quantization Mimic student", int8_table),
     ("int8_teacher", "int8 export: the teacher", partial(int8_table, key="int8_teacher")),
 )

@@ -129,7 +129,8 @@ def test_no_detection_above_the_threshold_says_how_to_see_more(
 
     cfg = OmegaConf.create({
         "ckpt": str(models["onnx"]), "input": str(images / "*.jpg"), "output": str(tmp_path),
-        "score_threshold": 1.0, "threads": 1, "runtime": "onnxruntime", "paths": {"output_dir": str(tmp_path)},
+        "score_threshold": 1.0, "threads": 1, "runtime": "onnxruntime",
+        "paths": {"output_dir": str(tmp_path)},
     })  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="qmimic"):
         results = run_predict(cfg)

@@ -1,13 +1,13 @@
 """Detect objects in image files:
 ``python -m qmimic.predict ckpt=PATH input=DIR_OR_GLOB [output=DIR] [score_threshold=0.5]``.
 
-``ckpt`` is a qmimic ``.ckpt`` (run with PyTorch) or an ``.onnx`` file from ``qmimic.export``
-(run with onnxruntime, or OpenVINO with ``runtime=openvino``); all give the same detections. For every image found (jpg, jpeg, png,
-bmp; a folder's files or a glob's matches, sorted) it writes ``<output>/<stem>.jpg`` with the
-detections drawn, and one ``<output>/detections.json`` mapping each image's name to its list of
-``{label, class_name, score, box: [x1, y1, x2, y2]}`` (input-image pixels). Images in
-subfolders of a glob keep their relative folder under ``output``. Unreadable images are
-reported and skipped.
+``ckpt`` is a qmimic ``.ckpt`` (run with PyTorch) or an ``.onnx`` file from ``qmimic.export`` (run
+with onnxruntime, or OpenVINO with ``runtime=openvino``); all give the same detections. For every
+image found (jpg, jpeg, png, bmp; a folder's files or a glob's matches, sorted) it writes
+``<output>/<stem>.jpg`` with the detections drawn, and one ``<output>/detections.json`` mapping
+each image's name to its list of ``{label, class_name, score, box: [x1, y1, x2, y2]}`` (input-image
+pixels). Images in subfolders of a glob keep their relative folder under ``output``. Unreadable
+images are reported and skipped.
 """
 
 from __future__ import annotations
