@@ -9,7 +9,7 @@ from torchvision.ops import batched_nms, nms
 
 from helpers import TINY_DETECTOR
 from qmimic.models import build_detector
-from qmimic.models.proposal_nms import top_nms
+from qmimic.models.proposal_nms import top_class_nms, top_nms
 
 
 def random_boxes(count: int, generator: torch.Generator, size: float = 600.0) -> torch.Tensor:
@@ -50,6 +50,25 @@ def assert_same_but_tie_order(kept: torch.Tensor, reference: torch.Tensor, score
     for value in values[counts > 1]:  # within a tie group above the cut: the same boxes
         group = (scores[kept] == value) & above
         assert set(kept[group].tolist()) == set(reference[group].tolist())
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_top_class_nms_equals_the_full_batched_nms_cut(seed: int, ties: bool):
+    """The region head's case: 300 proposals x 20 classes, scores in any order."""
+    generator = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(6000, generator)
+    scores = torch.rand(6000, generator=generator)
+    if ties:
+        scores = (scores * 64).floor() / 64
+    labels = torch.randint(1, 21, (6000,), generator=generator)
+    for top_n in (1, 100, 300, 7000):
+        kept = top_class_nms(boxes, scores, labels, 0.5, top_n)
+        reference = batched_nms(boxes, scores, labels, 0.5)[:top_n]
+        assert len(kept) == min(top_n, len(batched_nms(boxes, scores, labels, 0.5)))
+        # float32 draws tie too (2 of 6,000 here): compare up to the order among equal scores
+        assert_same_but_tie_order(kept, reference, scores)
+    assert top_class_nms(boxes[:0], scores[:0], labels[:0], 0.5, 100).shape == (0,)
 
 
 def test_unsorted_scores_fall_back_to_one_plain_nms():
