@@ -13,14 +13,18 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 4. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
    built and prepared for inference) and onnxruntime (float32 and int8), the student's
    convolution floor, and a profile of its top operators (``inference_speed.py``);
-5. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
+5. photos (only with ``--photos ROOT``, a Pascal VOC 2007 tree): JPEG decoding, the ``voc_cpu``
+   train loader and the student, teacher and distillation step times on real photographs
+   (``photo_speed.py``);
+6. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
    ONNX, float32 against int8, speed and mAP on the test split;
-6. picture: that student's detections on four test images (``bench/detections.jpg``).
+7. picture: that student's detections on four test images (``bench/detections.jpg``).
 
 ``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
 
     python benchmarks/bench.py [--quick] [--out bench] [--runs outputs/bench] [--threads 2]
+        [--photos ~/data/voc2007-400]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import inference_speed
 import int8_speed
 import loader_speed
 import model_speed
+import photo_speed
 import pictures
 import quality
 import torch
@@ -129,6 +134,9 @@ def main() -> None:
         "--runs", type=Path, default=None, help="training runs (default: outputs/bench[-quick])"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--photos", type=Path, default=None, help="a Pascal VOC 2007 tree: adds the photos section"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
@@ -157,6 +165,9 @@ def main() -> None:
     print("== inference", flush=True)
     repeats = 3 if args.quick else 30
     report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))
+    if args.photos is not None:
+        print("== photos", flush=True)
+        report.add("photos", photo_speed.measure(args.photos, repeats=6 if args.quick else 15))
     print("== int8", flush=True)
     images = 50 if args.quick else None
     for key, stage in (("int8", "qmimic"), ("int8_teacher", "teacher")):

@@ -15,6 +15,10 @@ sections, each present when it was run:
   ``prepared_detects_the_same``, ``onnx_agreement`` by ONNX runtime), ``floor_ms``,
   ``teacher_over_student``, ``student_over_floor``, ``profile`` rows (``operator``, ``calls``,
   ``ms``, ``share``), ``size``, ``threads``, ``load_average``;
+- ``photos`` (``photo_speed.py``, with ``--photos``): ``decode`` (``images``,
+  ``pil_images_per_s``, ``torchvision_images_per_s``, ``same_pixels``), ``loader`` rows as in
+  ``speed``, ``steps`` (as ``train_step``, with ``batch`` and ``sizes``), ``threads``,
+  ``load_average``;
 - ``int8`` (the student) and ``int8_teacher``: ``model``, ``size``, ``rows`` (``runtime``,
   ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``.
 
@@ -136,6 +140,34 @@ def cost_table(results: dict) -> str:
     return markdown_table(["what", "cost", "notes"], rows)
 
 
+def photos_table(results: dict) -> str:
+    """Real photographs (``photo_speed.py``): decoding, the train loader, step times."""
+    photos = results["photos"]
+    decode, step = photos["decode"], photos["steps"]
+    sizes = sorted({f"{h}x{w}" for h, w in step["sizes"]})
+    shape = f"batch {step['batch']} of real photos ({', '.join(sizes)} px in)"
+    rows = [
+        ["JPEG decoding, PIL (the loaders' reader)",
+         f"{decode['pil_images_per_s']:.0f} images/s", f"{decode['images']} photos"],
+        ["JPEG decoding, torchvision decode_jpeg",
+         f"{decode['torchvision_images_per_s']:.0f} images/s",
+         f"same pixels as PIL: {decode['same_pixels']}"],
+        *(
+            ["train loader (voc_cpu)", f"{row['images_per_s']:.1f} images/s",
+             f"batch {row['batch_size']}, {row['num_workers']} workers, {row['images']} images"]
+            for row in photos["loader"]
+        ),
+        ["student training step", f"{step['student_ms']:.1f} ms", shape],
+        ["teacher forward, no autograd", f"{step['teacher_forward_ms']:.1f} ms", shape],
+        ["distillation step", f"{step['distill_ms']:.1f} ms",
+         f"{step['ratio']:.3f} x (student + teacher); target <= {step['target']}"],
+    ]  # fmt: skip
+    return (
+        f"{photos['threads']} threads, load average {photos['load_average']:.2f} at start.\n\n"
+        + markdown_table(["what", "cost", "notes"], rows)
+    )
+
+
 def inference_tables(results: dict) -> str:
     """Teacher and student at 600x1000 in every runtime, the student's floor, its profile."""
     section = results["inference"]
@@ -214,6 +246,7 @@ SECTIONS = (
         "Speed: inference at 600x1000 in PyTorch, onnxruntime, OpenVINO",
         inference_tables,
     ),
+    ("photos", "Speed: training on real photographs (Pascal VOC 2007)", photos_table),
     ("int8", "int8 export: the Quantization Mimic student", int8_table),
     ("int8_teacher", "int8 export: the teacher", partial(int8_table, key="int8_teacher")),
 )

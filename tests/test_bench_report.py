@@ -40,6 +40,27 @@ def test_teacher_int8_section_has_its_own_heading():
     assert "## int8 export: the teacher" in text and "teacher seed 0: int8 is 2.00x" in text
 
 
+def test_photos_section_reads_as_a_table():
+    results = bench_results_example()
+    results["photos"] = {
+        "threads": 2, "load_average": 0.1,
+        "decode": {"images": 300, "pil_images_per_s": 700.0, "torchvision_images_per_s": 1400.0,
+                   "same_pixels": True},
+        "loader": [{"images_per_s": 90.0, "images": 200, "batch_size": 4, "num_workers": 0}],
+        "steps": {"student_ms": 80.0, "teacher_forward_ms": 60.0, "distill_ms": 154.0,
+                  "ratio": 1.1, "target": 1.15, "batch": 4, "sizes": [[320, 400], [300, 400]]},
+    }  # fmt: skip
+    text = markdown_report(results)
+    assert "## Speed: training on real photographs (Pascal VOC 2007)" in text
+    assert (
+        "| JPEG decoding, torchvision decode_jpeg | 1400 images/s | same pixels as PIL: True |"
+        in text
+    )
+    assert "| train loader (voc_cpu) | 90.0 images/s | batch 4, 0 workers, 200 images |" in text
+    assert "batch 4 of real photos (300x400, 320x400 px in)" in text
+    assert "1.100 x (student + teacher); target <= 1.15" in text
+
+
 def test_int8_line_says_gained_when_int8_scores_higher():
     results = bench_results_example()
     results["int8"]["voc07_map_cost"] = -0.002

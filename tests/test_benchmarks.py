@@ -11,9 +11,11 @@ import distill_step
 import eval_speed
 import loader_speed
 import model_speed
+import photo_speed
 import pictures
 import pytest
 
+from data.trees import tiny_voc
 from helpers import TINY_SPEC, save_untrained_checkpoint, tiny_overrides
 
 SHAPES_AT_64 = ["+experiment=scratch_shapes", "data.image_size=64"]
@@ -119,3 +121,20 @@ def test_inference_section_times_every_runtime(tmp_path: Path) -> None:
     student_ms = section["models"][1]["ms"]["PyTorch for inference"]
     assert section["student_over_floor"] == pytest.approx(student_ms / section["floor_ms"])
     assert section["profile"] and sum(p["share"] for p in section["profile"]) <= 1 + 1e-9
+
+
+def test_photo_section_on_a_voc_tree(tmp_path: Path) -> None:
+    """The real-photo measurements on a generated VOC 2007 tree (2007-train: one photo)."""
+    root = tiny_voc(tmp_path / "voc")
+    small = ["data.input.min_size=64", "data.input.max_size=96", "data.batch_size=1"]
+    section = photo_speed.measure(root, images=5, batches=2, workers=[0], repeats=1, extra=small)
+    decode = section["decode"]
+    assert decode["images"] == 1 and decode["same_pixels"] is True
+    assert decode["pil_images_per_s"] > 0 and decode["torchvision_images_per_s"] > 0
+    (loader,) = section["loader"]
+    assert (loader["num_workers"], loader["batch_size"], loader["images"]) == (0, 1, 2)
+    steps = section["steps"]
+    assert steps["batch"] == 1 and steps["sizes"] == [[48, 64]]  # the photo as it was read
+    assert steps["ratio"] == pytest.approx(
+        steps["distill_ms"] / (steps["student_ms"] + steps["teacher_forward_ms"])
+    )
