@@ -5,6 +5,7 @@ import torch
 from trees import TINY_WIDER_TRAIN, bbx_text, tiny_wider, voc_object, write_voc
 
 from qmimic.data import DataWarning, DetectionDataModule, VOCSource, WiderFaceSource
+from qmimic.data.datamodule import auto_workers
 from qmimic.data.grouping import GroupedBatchSampler
 from qmimic.data.images import BadSampleError
 from qmimic.data.transforms import RandomHorizontalFlip
@@ -186,3 +187,20 @@ def test_malformed_wider_records_are_skipped_at_setup(tmp_path: Path):
 def test_unknown_bad_sample_policy_is_a_user_error(tmp_path: Path):
     with pytest.raises(UserError, match="on_bad_sample='ignore'"):
         voc_module(tmp_path, on_bad_sample="ignore")
+
+
+@pytest.mark.parametrize(
+    ("cpus", "processes", "expected"),
+    [(1, 1, 0), (2, 1, 0), (4, 1, 2), (16, 1, 8), (64, 1, 8), (16, 8, 0), (16, 2, 4)],
+)
+def test_auto_workers_leave_two_cores_to_the_model_and_share_big_machines(
+    cpus: int, processes: int, expected: int
+):
+    assert auto_workers(cpus, processes) == expected
+
+
+def test_num_workers_auto_follows_the_machine(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert voc_module(tmp_path, num_workers="auto").num_workers == auto_workers()
+    with pytest.raises(UserError, match="data.num_workers must be 0 .* or auto; got 'many'"):
+        voc_module(tmp_path, num_workers="many")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -74,6 +75,24 @@ class _Augmented(Dataset):
         return item if isinstance(item, DroppedSample) else self.flip(*item)
 
 
+def auto_workers(cpus: int | None = None, processes: int | None = None) -> int:
+    """Loader processes for ``data.num_workers=auto``: 0 with 2 usable CPUs or fewer (the
+    model's step needs both; a worker only takes turns with it), else half of the CPUs each
+    training process on this machine gets (``LOCAL_WORLD_SIZE`` processes, as torchrun and
+    Lightning's DDP launcher set it), at most 8.
+
+    Args:
+        cpus: usable CPUs (default: this process's CPU affinity).
+        processes: training processes on this machine (default: ``LOCAL_WORLD_SIZE`` or 1).
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if processes is None:
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    share = (cpus or 1) // max(1, processes)
+    return 0 if share <= 2 else min(8, share // 2)
+
+
 class DetectionDataModule(L.LightningDataModule):
     """Train/val/test loaders over a :class:`DetectionSource`.
 
@@ -95,7 +114,11 @@ class DetectionDataModule(L.LightningDataModule):
     Args:
         source: the dataset family (``VOCSource``, ``ShapesSource``, ``WiderFaceSource``, ...).
         batch_size: training images per step; ``eval_batch_size`` for val/test (defaults to it).
-        num_workers, persistent_workers, pin_memory: DataLoader settings.
+        num_workers: loader processes, or ``"auto"`` (:func:`auto_workers`: none on a machine
+            of 2 CPUs or fewer, where the training step needs both cores and loading in the
+            main process measured fastest; else half the CPUs of each process's share, at most
+            8).
+        persistent_workers, pin_memory: DataLoader settings.
         hflip: probability of a horizontal flip of each training image.
         seed: seeds the training order (shuffle or grouped batches); flips draw from the global
             generator, which ``seed_everything`` seeds (and DataLoader workers derive from it).
@@ -112,7 +135,7 @@ class DetectionDataModule(L.LightningDataModule):
         source: DetectionSource,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         persistent_workers: bool = False,
         pin_memory: bool = False,
         hflip: float = 0.5,
@@ -126,9 +149,12 @@ class DetectionDataModule(L.LightningDataModule):
                 raise UserError(
                     f"data.{name} must be a whole number of images, at least 1; got {value!r}"
                 )
-        if num_workers < 0:
+        if num_workers == "auto":
+            num_workers = auto_workers()
+        if not isinstance(num_workers, int) or num_workers < 0:
             raise UserError(
-                f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}"
+                "data.num_workers must be 0 (load in the main process), more, or auto; "
+                f"got {num_workers!r}"
             )
         self.source = source
         self.batch_size = batch_size
