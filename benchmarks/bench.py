@@ -10,6 +10,8 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size) of
    the models as ``predict`` runs them, a training step of the student alone against a
    distillation step, evaluation speed against torchmetrics, and train-loader throughput;
+   then a latency table over input sizes (320, 480, 600 short side) of the teacher and the
+   student beside torchvision's two mobile Faster R-CNNs (``size_speed.py``);
 4. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
    built and prepared for inference) and onnxruntime (float32 and int8), the student's
    convolution floor, and a profile of its top operators (``inference_speed.py``);
@@ -44,6 +46,7 @@ import model_speed
 import photo_speed
 import pictures
 import quality
+import size_speed
 import torch
 
 from qmimic.io.results import write_json
@@ -162,6 +165,9 @@ def main() -> None:
     print("== speed", flush=True)
     report.add("speed", speed(args.quick))
     plot_latency(report.results, args.out / "latency.png")
+    print("== sizes", flush=True)
+    sizes = [(64, 107)] if args.quick else size_speed.SIZES
+    report.add("sizes", size_speed.measure(repeats=2 if args.quick else 5, sizes=sizes))
     print("== inference", flush=True)
     repeats = 3 if args.quick else 30
     report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))

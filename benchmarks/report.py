@@ -15,6 +15,8 @@ sections, each present when it was run:
   ``prepared_detects_the_same``, ``onnx_agreement`` by ONNX runtime), ``floor_ms``,
   ``teacher_over_student``, ``student_over_floor``, ``profile`` rows (``operator``, ``calls``,
   ``ms``, ``share``), ``size``, ``threads``, ``load_average``;
+- ``sizes`` (``size_speed.py``): ``sizes`` ([H, W] each), ``rows`` (``model``, ``ms`` by
+  ``"HxW"``), ``teacher_over_student`` by ``"HxW"``, ``threads``, ``load_average``;
 - ``photos`` (``photo_speed.py``, with ``--photos``): ``decode`` (``images``,
   ``pil_images_per_s``, ``torchvision_images_per_s``, ``same_pixels``), ``loader`` rows as in
   ``speed``, ``steps`` (as ``train_step``, with ``batch`` and ``sizes``), ``threads``,
@@ -140,6 +142,22 @@ def cost_table(results: dict) -> str:
     return markdown_table(["what", "cost", "notes"], rows)
 
 
+def sizes_table(results: dict) -> str:
+    """Latency of every model at every input size (``size_speed.py``)."""
+    section = results["sizes"]
+    keys = [f"{h}x{w}" for h, w in section["sizes"]]
+    rows = [[r["model"], *(f"{r['ms'][k]:.1f}" for k in keys)] for r in section["rows"]]
+    rows.append(
+        ["teacher / student", *(f"{section['teacher_over_student'][k]:.1f}x" for k in keys)]
+    )
+    return (
+        f"CPU ms per image (median, batch 1, {section['threads']} threads, load average "
+        f"{section['load_average']:.2f} at start; random weights; every model resizes to the "
+        "column's size; qmimic models prepared for inference, with the VOC test budgets).\n\n"
+        + markdown_table(["model", *keys], rows)
+    )
+
+
 def photos_table(results: dict) -> str:
     """Real photographs (``photo_speed.py``): decoding, the train loader, step times."""
     photos = results["photos"]
@@ -241,6 +259,11 @@ SECTIONS = (
     ("widths", "mAP against width", width_table),
     ("speed", "Speed: CPU latency per image", latency_table),
     ("speed", "Speed: training, evaluation, data loading", cost_table),
+    (
+        "sizes",
+        "Speed: latency over input sizes, beside torchvision's mobile detectors",
+        sizes_table,
+    ),
     (
         "inference",
         "Speed: inference at 600x1000 in PyTorch, onnxruntime, OpenVINO",

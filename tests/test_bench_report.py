@@ -40,6 +40,19 @@ def test_teacher_int8_section_has_its_own_heading():
     assert "## int8 export: the teacher" in text and "teacher seed 0: int8 is 2.00x" in text
 
 
+def test_sizes_section_has_a_column_per_size_and_the_ratio():
+    results = bench_results_example()
+    results["sizes"] = {
+        "sizes": [[320, 533], [600, 1000]], "threads": 2, "load_average": 0.2,
+        "rows": [{"model": "teacher", "ms": {"320x533": 300.0, "600x1000": 1000.0}},
+                 {"model": "student", "ms": {"320x533": 10.0, "600x1000": 20.0}}],
+        "teacher_over_student": {"320x533": 30.0, "600x1000": 50.0},
+    }  # fmt: skip
+    text = markdown_report(results)
+    assert "| model | 320x533 | 600x1000 |" in text
+    assert "| student | 10.0 | 20.0 |" in text and "| teacher / student | 30.0x | 50.0x |" in text
+
+
 def test_photos_section_reads_as_a_table():
     results = bench_results_example()
     results["photos"] = {

@@ -14,6 +14,7 @@ import model_speed
 import photo_speed
 import pictures
 import pytest
+import size_speed
 
 from data.trees import tiny_voc
 from helpers import TINY_SPEC, save_untrained_checkpoint, tiny_overrides
@@ -137,4 +138,17 @@ def test_photo_section_on_a_voc_tree(tmp_path: Path) -> None:
     assert steps["batch"] == 1 and steps["sizes"] == [[48, 64]]  # the photo as it was read
     assert steps["ratio"] == pytest.approx(
         steps["distill_ms"] / (steps["student_ms"] + steps["teacher_forward_ms"])
+    )
+
+
+def test_size_table_times_every_model_at_every_size() -> None:
+    sizes = [(64, 96), (48, 80)]
+    section = size_speed.measure(repeats=1, sizes=sizes, base=SHAPES_AT_64)
+    names = [*size_speed.QMIMIC_MODELS, *size_speed.TORCHVISION_MODELS]
+    assert [row["model"] for row in section["rows"]] == names
+    for row in section["rows"]:
+        assert set(row["ms"]) == {"64x96", "48x80"} and min(row["ms"].values()) > 0
+    teacher, student = section["rows"][:2]
+    assert section["teacher_over_student"]["64x96"] == pytest.approx(
+        teacher["ms"]["64x96"] / student["ms"]["64x96"]
     )
