@@ -77,3 +77,17 @@ def test_multi_scale_training_draws_the_same_random_sizes():
         shapes = [transform([torch.rand(3, 60, 100)])[0].tensors.shape for _ in range(6)]
         states.append((shapes, torch.get_rng_state()))
     assert states[0][0] == states[1][0] and torch.equal(states[0][1], states[1][1])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_batch_of_mixed_sizes_equals_torchvisions(training: bool):
+    """Padding zeroed around each image, channels included, the same values bit for bit."""
+    ours, theirs = _both((60,), 100)
+    images = [torch.rand(3, 60, 100), torch.rand(3, 60, 90), torch.rand(3, 50, 70)]
+    (a, sizes_a), (b, sizes_b) = [
+        (batch.tensors, batch.image_sizes)
+        for batch, _ in (ours.train(training)(images), theirs.train(training)(images))
+    ]
+    assert torch.equal(a, b) and sizes_a == sizes_b and a.shape == (3, 3, 64, 128)
+    mixed = [torch.rand(1, 40, 40), torch.rand(3, 36, 70)]
+    assert torch.equal(ours.batch_images(mixed), theirs.batch_images(mixed))
