@@ -26,7 +26,7 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
 
     python benchmarks/bench.py [--quick] [--out bench] [--runs outputs/bench] [--threads 2]
-        [--photos ~/data/voc2007-400]
+        [--photos ~/data/voc2007-400] [--only SECTION ...]
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ def speed(quick: bool) -> dict:
     }
 
 
+SECTION_NAMES = ("quality", "widths", "speed", "sizes", "inference", "photos", "int8", "picture")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
@@ -140,49 +143,64 @@ def main() -> None:
     parser.add_argument(
         "--photos", type=Path, default=None, help="a Pascal VOC 2007 tree: adds the photos section"
     )
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTION_NAMES, default=None, metavar="SECTION",
+        help=f"run only these sections ({', '.join(SECTION_NAMES)}), into --out; widths, int8 "
+        "and picture read the quality runs",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
     schedule = QUICK_SCHEDULE if args.quick else SCHEDULE
     seeds = QUICK_SEEDS if args.quick else SEEDS
+    chosen = set(args.only or SECTION_NAMES) - ({"photos"} if args.photos is None else set())
+    if args.only and "photos" in args.only and args.photos is None:
+        raise SystemExit("error: --only photos needs --photos ROOT (a Pascal VOC 2007 tree)")
     report = Report(args.out, {
         "quick": args.quick, "torch": torch.__version__, "threads": args.threads,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
         "runs_dir": str(runs), "reused_runs": any(runs.glob("*/seed*/*/results.json")),
+        "sections": [name for name in SECTION_NAMES if name in chosen],
     })  # fmt: skip
 
-    print("== quality", flush=True)
-    report.add("quality", quality.quality(runs, seeds, schedule))
-    plot_quality(report.results, args.out / "quality.png")
-    print("== widths", flush=True)
-    width_runs = QUICK_WIDTH_RUNS if args.quick else WIDTH_RUNS
-    section = quality.widths(
-        runs, report.results["quality"], seeds, width_runs, [0], schedule, NOT_RUN
-    )
-    report.add("widths", section)
-    plot_width(report.results, args.out / "width.png")
-    print("== speed", flush=True)
-    report.add("speed", speed(args.quick))
-    plot_latency(report.results, args.out / "latency.png")
-    print("== sizes", flush=True)
-    sizes = [(64, 107)] if args.quick else size_speed.SIZES
-    report.add("sizes", size_speed.measure(repeats=2 if args.quick else 5, sizes=sizes))
-    print("== inference", flush=True)
-    repeats = 3 if args.quick else 30
-    report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))
-    if args.photos is not None:
+    if "quality" in chosen:
+        print("== quality", flush=True)
+        report.add("quality", quality.quality(runs, seeds, schedule))
+        plot_quality(report.results, args.out / "quality.png")
+    if "widths" in chosen:
+        print("== widths", flush=True)
+        width_runs = QUICK_WIDTH_RUNS if args.quick else WIDTH_RUNS
+        known = report.results.get("quality") or quality.quality(runs, seeds, schedule)
+        section = quality.widths(runs, known, seeds, width_runs, [0], schedule, NOT_RUN)
+        report.add("widths", section)
+        plot_width(report.results, args.out / "width.png")
+    if "speed" in chosen:
+        print("== speed", flush=True)
+        report.add("speed", speed(args.quick))
+        plot_latency(report.results, args.out / "latency.png")
+    if "sizes" in chosen:
+        print("== sizes", flush=True)
+        sizes = [(64, 107)] if args.quick else size_speed.SIZES
+        report.add("sizes", size_speed.measure(repeats=2 if args.quick else 5, sizes=sizes))
+    if "inference" in chosen:
+        print("== inference", flush=True)
+        repeats = 3 if args.quick else 30
+        report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))
+    if "photos" in chosen:
         print("== photos", flush=True)
         report.add("photos", photo_speed.measure(args.photos, repeats=6 if args.quick else 15))
-    print("== int8", flush=True)
-    images = 50 if args.quick else None
-    for key, stage in (("int8", "qmimic"), ("int8_teacher", "teacher")):
-        ckpt = runs / "quality" / "seed0" / stage / "checkpoints" / "last.ckpt"
-        out = args.out / "int8" / stage
-        report.add(key, int8_speed.int8_section(ckpt, out, images, args.threads))
-    student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
-    print("== picture", flush=True)
-    print(f"  {pictures.detections_picture(student, args.out / 'detections.jpg')}", flush=True)
+    if "int8" in chosen:
+        print("== int8", flush=True)
+        images = 50 if args.quick else None
+        for key, stage in (("int8", "qmimic"), ("int8_teacher", "teacher")):
+            ckpt = runs / "quality" / "seed0" / stage / "checkpoints" / "last.ckpt"
+            out = args.out / "int8" / stage
+            report.add(key, int8_speed.int8_section(ckpt, out, images, args.threads))
+    if "picture" in chosen:
+        student = runs / "quality" / "seed0" / "qmimic" / "checkpoints" / "last.ckpt"
+        print("== picture", flush=True)
+        print(f"  {pictures.detections_picture(student, args.out / 'detections.jpg')}", flush=True)
 
     print(markdown_report(report.results))
     print(f"written to {args.out / 'results.md'}, results.json and the PNG plots")

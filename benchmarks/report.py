@@ -288,7 +288,12 @@ def markdown_report(results: dict) -> str:
             + (
                 f" Training runs finished before were found under {meta.get('runs_dir')} and "
                 "reused (the quality table gives their own minutes)."
-                if meta.get("reused_runs")
+                if meta.get("reused_runs") and "quality" in meta.get("sections", ["quality"])
+                else ""
+            )
+            + (
+                f" Sections run: {', '.join(meta['sections'])} (`--only`)."
+                if "sections" in meta and "quality" not in meta["sections"]
                 else ""
             )
             + "\n"
