@@ -83,6 +83,17 @@ def run_cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
+def in_fresh_process(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` in a newly spawned interpreter, its result sent back (both must
+    pickle). For code that loads a native runtime with its own thread pool (OpenVINO): kept out
+    of the test worker, which goes on to fork DataLoader and DDP processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
 def save_untrained_checkpoint(experiment: str, overrides: list[str], path: Path) -> Path:
     """A checkpoint of ``experiment``'s detector in the format ``qmimic.train`` writes (weights
     random, quantizers uncalibrated): a stand-in stage input for tests."""

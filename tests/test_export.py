@@ -13,7 +13,13 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.ops import PSRoIAlign
 
-from helpers import TINY_DETECTOR, run_cli, save_untrained_checkpoint, tiny_overrides
+from helpers import (
+    TINY_DETECTOR,
+    in_fresh_process,
+    run_cli,
+    save_untrained_checkpoint,
+    tiny_overrides,
+)
 from qmimic.cli.export import export, output_paths
 from qmimic.conf import load_config
 from qmimic.data.synthetic.shapes import SHAPES_CLASSES
@@ -71,18 +77,30 @@ def test_onnx_model_reproduces_pytorch_detections(framework: str, tmp_path: Path
     torch.testing.assert_close(found["boxes"][:5], expected["boxes"][:5], rtol=1e-3, atol=1e-3)
 
 
-def test_openvino_runs_the_exported_file_as_pytorch_does(tmp_path: Path):
+def openvino_against_pytorch(folder: Path) -> dict:
+    """Export a tiny detector into ``folder``, run it with OpenVINO, compare with PyTorch (in a
+    fresh process: see ``helpers.in_fresh_process``)."""
     detector = tiny_detector()
-    exported(detector, tmp_path / "model.onnx")
+    exported(detector, folder / "model.onnx")
     names = tuple(f"class{i}" for i in range(1, 7))
-    write_metadata(tmp_path / "model.onnx", metadata_for(names, (96, 96), "x.ckpt", "float32"))
-    model = OnnxDetector(tmp_path / "model.onnx", threads=1, runtime="openvino")
+    write_metadata(folder / "model.onnx", metadata_for(names, (96, 96), "x.ckpt", "float32"))
+    model = OnnxDetector(folder / "model.onnx", threads=1, runtime="openvino")
     agreement = check_against(detector, model, check_images(), top_k=10)
+    found = model.predict(check_images()[2])
+    return {
+        "agreement": agreement, "labels": found["labels"].dtype,
+        "box_columns": found["boxes"].shape[1], "class_names": model.class_names,
+        "input_size": model.input_size, "names": names,
+    }  # fmt: skip
+
+
+def test_openvino_runs_the_exported_file_as_pytorch_does(tmp_path: Path):
+    result = in_fresh_process(openvino_against_pytorch, tmp_path)
+    agreement = result["agreement"]
     assert agreement.compared == 3 * 2 * 10 and agreement.passed, agreement.summary()
     assert agreement.max_score_diff <= 1e-4 and agreement.max_box_diff <= 1e-3
-    found = model.predict(check_images()[2])
-    assert found["labels"].dtype == torch.int64 and found["boxes"].shape[1] == 4
-    assert model.class_names == names and model.input_size == (96, 96)  # read from the file
+    assert result["labels"] == torch.int64 and result["box_columns"] == 4
+    assert result["class_names"] == result["names"] and result["input_size"] == (96, 96)
 
 
 def test_unknown_runtime_is_a_user_error(tmp_path: Path):
