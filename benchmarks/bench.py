@@ -10,17 +10,17 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size) of
    the models as ``predict`` runs them, a training step of the student alone against a
    distillation step, evaluation speed against torchmetrics, and train-loader throughput;
-   then a latency table over input sizes (320, 480, 600 short side) of the teacher and the
-   student beside torchvision's two mobile Faster R-CNNs (``size_speed.py``);
-4. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
-   built and prepared for inference) and onnxruntime (float32 and int8), the student's
-   convolution floor, and a profile of its top operators (``inference_speed.py``);
-5. photos (only with ``--photos ROOT``, a Pascal VOC 2007 tree): JPEG decoding, the ``voc_cpu``
+4. photos (only with ``--photos ROOT``, a Pascal VOC 2007 tree): JPEG decoding, the ``voc_cpu``
    train loader and the student, teacher and distillation step times on real photographs
    (``photo_speed.py``);
-6. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
-   ONNX, float32 against int8, speed and mAP on the test split;
-7. picture: that student's detections on four test images (``bench/detections.jpg``).
+5. sizes: latency over input sizes (320, 480, 600 short side) of the teacher and the student
+   beside torchvision's two mobile Faster R-CNNs (``size_speed.py``);
+6. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
+   built and prepared for inference), onnxruntime and OpenVINO (float32 and int8), the
+   student's convolution floor, and a profile of its top operators (``inference_speed.py``);
+7. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
+   ONNX, float32 against int8 in onnxruntime and OpenVINO, speed and mAP on the test split;
+8. picture: that student's detections on four test images (``bench/detections.jpg``).
 
 ``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
@@ -128,7 +128,7 @@ def speed(quick: bool) -> dict:
     }
 
 
-SECTION_NAMES = ("quality", "widths", "speed", "sizes", "inference", "photos", "int8", "picture")
+SECTION_NAMES = ("quality", "widths", "speed", "photos", "sizes", "inference", "int8", "picture")
 
 
 def main() -> None:
@@ -179,6 +179,12 @@ def main() -> None:
         print("== speed", flush=True)
         report.add("speed", speed(args.quick))
         plot_latency(report.results, args.out / "latency.png")
+    # Before any section that loads OpenVINO: a process that has run OpenVINO's runtime can
+    # crash when it later forks (here: the photo loader's worker processes, measured to
+    # segfault after the inference section).
+    if "photos" in chosen:
+        print("== photos", flush=True)
+        report.add("photos", photo_speed.measure(args.photos, repeats=6 if args.quick else 15))
     if "sizes" in chosen:
         print("== sizes", flush=True)
         sizes = [(64, 107)] if args.quick else size_speed.SIZES
@@ -187,9 +193,6 @@ def main() -> None:
         print("== inference", flush=True)
         repeats = 3 if args.quick else 30
         report.add("inference", inference_speed.measure(repeats, args.threads, args.out / "int8"))
-    if "photos" in chosen:
-        print("== photos", flush=True)
-        report.add("photos", photo_speed.measure(args.photos, repeats=6 if args.quick else 15))
     if "int8" in chosen:
         print("== int8", flush=True)
         images = 50 if args.quick else None

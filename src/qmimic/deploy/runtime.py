@@ -70,6 +70,9 @@ class OnnxDetector:
         threads: the runtime's intra-op threads; 0 lets it choose (one per core).
         runtime: ``"onnxruntime"`` or ``"openvino"`` (the ``openvino`` package, CPU device,
             float32 inference precision, so that a float32 file gives PyTorch's detections).
+            A process that has run OpenVINO should not fork afterwards: DataLoader workers
+            forked after it segfaulted the process in qmimic's benchmark. Start such workers
+            first, or give them the ``spawn`` start method.
 
     Attributes:
         metadata: the file's ``metadata_props`` (see :data:`METADATA`).
