@@ -18,14 +18,23 @@ def random_boxes(count: int, generator: torch.Generator, size: float = 600.0) ->
     return torch.cat([corner, corner + extent], 1)
 
 
+def boxes_and_scores(
+    seed: int, values: int | None, count: int = 6000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """``count`` random boxes and scores, the scores rounded down to ``values`` distinct levels
+    when given (long runs of equal scores, as saturated sigmoids give), and the generator."""
+    generator = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(count, generator)
+    scores = torch.rand(count, generator=generator)
+    if values is not None:
+        scores = (scores * values).floor() / values
+    return boxes, scores, generator
+
+
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("seed", range(3))
 def test_top_nms_equals_the_full_nms_cut(seed: int, ties: bool):
-    generator = torch.Generator().manual_seed(seed)
-    boxes = random_boxes(6000, generator)
-    scores = torch.rand(6000, generator=generator)
-    if ties:  # few distinct values: long runs of equal scores, as saturated sigmoids give
-        scores = (scores * 8).floor() / 8
+    boxes, scores, _ = boxes_and_scores(seed, 8 if ties else None)
     scores, order = scores.sort(descending=True, stable=True)
     boxes = boxes[order]
     levels = torch.zeros(6000, dtype=torch.long)
@@ -56,11 +65,7 @@ def assert_same_but_tie_order(kept: torch.Tensor, reference: torch.Tensor, score
 @pytest.mark.parametrize("seed", range(3))
 def test_top_class_nms_equals_the_full_batched_nms_cut(seed: int, ties: bool):
     """The region head's case: 300 proposals x 20 classes, scores in any order."""
-    generator = torch.Generator().manual_seed(seed)
-    boxes = random_boxes(6000, generator)
-    scores = torch.rand(6000, generator=generator)
-    if ties:
-        scores = (scores * 64).floor() / 64
+    boxes, scores, generator = boxes_and_scores(seed, 64 if ties else None)
     labels = torch.randint(1, 21, (6000,), generator=generator)
     for top_n in (1, 100, 300, 7000):
         kept = top_class_nms(boxes, scores, labels, 0.5, top_n)
