@@ -172,6 +172,30 @@ def test_a_block_records_the_environments_its_runs_were_trained_in(tmp_path: Pat
     assert "environments" not in phase_block(synthetic_results(seeds), seeds, [])
 
 
+def test_training_cost_counts_each_run_once(tmp_path: Path):
+    seeds = [0, 1]
+    results = synthetic_results(seeds)
+    for stage, runs in results.items():
+        for i, run in enumerate(runs):
+            run["wall_time_s"] = 1800.0 if stage != "teacher" else 3600.0
+            run["environment"] = {
+                "torch": "2.14.1",
+                "processor": "CPU A",
+                "cuda_device": None,
+                "cpu_capability": "AVX2",
+                "threads": 2 if stage == "teacher" else 1,
+            }
+            run["seed"] = i
+    results["teacher"] = [results["teacher"][0]] * 2  # shared by both seeds: one run
+    block = phase_block(results, seeds, [], shared_teacher=0)
+    # 1 teacher run (1 h, 2 threads) + 6 other stages x 2 seeds (0.5 h, 1 thread each)
+    assert block["training_cost"] == {"runs": 13, "wall_hours": 7.0, "thread_hours": 8.0}
+    write_study(tmp_path, {"confirmation": block}, "preamble")
+    text = (tmp_path / "results.md").read_text()
+    assert "Training time of its 13 runs (each counted once): 7.0 hours of wall time, 8.0" in text
+    assert "training_cost" not in phase_block(synthetic_results(seeds), seeds, [])
+
+
 def test_confirmation_refuses_tuning_seeds_and_sweeps(tmp_path: Path, capsys):
     seeds = [0, 1, 2]
     block = phase_block(synthetic_results(seeds), seeds, [])

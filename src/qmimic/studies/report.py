@@ -65,6 +65,9 @@ def phase_block(
     environments = distinct_environments(r for runs in results.values() for r in runs)
     if environments:
         block["environments"] = environments
+    cost = training_cost(results)
+    if cost:
+        block["training_cost"] = cost
     for name, logged in METRIC_KEYS.items():
         block[name] = metric_table(results, logged)
     for name, logged in MIMIC_KEYS.items():
@@ -89,6 +92,25 @@ def phase_block(
     block["comparisons"] = compare(block["voc07_map"])
     block["comparisons_map"] = compare(block["map"])
     return block
+
+
+def training_cost(results: dict[str, list[dict]]) -> dict | None:
+    """What the block's runs cost to train, each run counted once (a shared or linked run
+    appears under several seeds with the same results): ``runs``, ``wall_hours`` (their
+    ``wall_time_s`` summed) and ``thread_hours`` (each run's wall time times its threads: the
+    core time it held when the machine ran no more threads than it has cores, more when runs
+    side by side shared cores). ``None`` when a run does not record its wall time."""
+    distinct = {json.dumps(r, sort_keys=True): r for runs in results.values() for r in runs}
+    runs = list(distinct.values())
+    if not runs or any("wall_time_s" not in r for r in runs):
+        return None
+    threads = [int(r.get("environment", {}).get("threads") or 1) for r in runs]
+    return {
+        "runs": len(runs),
+        "wall_hours": sum(r["wall_time_s"] for r in runs) / 3600,
+        "thread_hours": sum(r["wall_time_s"] * t for r, t in zip(runs, threads, strict=True))
+        / 3600,
+    }
 
 
 def load_results(path: Path) -> dict:
@@ -244,6 +266,14 @@ def block_markdown(title: str, block: dict) -> list[str]:
         )
     if block.get("environments"):
         lines.append(f"Trained with: {'; '.join(map(describe, block['environments']))}.")
+    cost = block.get("training_cost")
+    if cost:
+        lines.append(
+            f"Training time of its {cost['runs']} runs (each counted once): "
+            f"{cost['wall_hours']:.1f} hours of wall time, {cost['thread_hours']:.1f} "
+            "thread-hours (wall time x threads of each run; above the core time used when runs "
+            "side by side shared the cores)."
+        )
     lines += ["", "VOC07 mAP@0.5 (points):", "", seed_table(block)]
     lines += ["Paired differences, VOC07 mAP@0.5:", "", difference_table(block["comparisons"])]
     lines += gap_lines(block["comparisons"])
