@@ -72,6 +72,9 @@ CASES = {
         "refusing to load {payload}"),
     "evaluate: checkpoint missing": (
         "evaluate", ["ckpt=/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
+    "evaluate: data.root without data=": (
+        "evaluate", ["ckpt={ckpt}", "data.root=/elsewhere"],
+        "data.root= needs the data named as well: add data=<name>"),
     "evaluate: checkpoint truncated": (
         "evaluate", ["ckpt={truncated}"], "it is truncated or not a checkpoint"),
     "evaluate: data= of another layout": (

@@ -15,7 +15,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
 from qmimic.conf import CONFIG_PATH
-from qmimic.errors import exit_on_user_error
+from qmimic.errors import UserError, exit_on_user_error
 from qmimic.io.results import check_output_folder
 from qmimic.log import route_library_logs
 
@@ -55,10 +55,38 @@ def check_output_overrides(argv: Sequence[str]) -> None:
         check_output_folder(value, key)
 
 
-def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], R]], Callable[[], R]]:
+def check_group_chosen(argv: Sequence[str], groups: Sequence[str]) -> None:
+    """Refuse ``<group>.key=value`` overrides of a config group the command leaves unchosen
+    unless the command line chooses it (``<group>=name``): Hydra would stop with "Key '<group>'
+    is not in struct", which does not say what to do."""
+    parser = OverridesParser.create()
+    keys = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException:
+            continue  # Hydra reports it
+        keys.append(override.key_or_group)
+    for group in groups:
+        nested = [k for k in keys if k.startswith(f"{group}.")]
+        if nested and group not in keys:
+            raise UserError(
+                f"{nested[0]}= needs the {group} named as well: add {group}=<name> (e.g. "
+                f"{group}=voc_cpu {nested[0]}=...); without {group}=, the checkpoint's own "
+                f"{group} settings are used as saved"
+            )
+
+
+def hydra_command(
+    config_name: str, unchosen_groups: Sequence[str] = ()
+) -> Callable[[Callable[[DictConfig], R]], Callable[[], R]]:
     """Make ``run(cfg)`` a command: ``hydra.main`` over the package's ``config_name`` config,
     a :class:`~qmimic.errors.UserError` as one ``error:`` line, and library messages (Lightning's)
-    in the run's log. The job (and log file) is named after ``run``'s module."""
+    in the run's log. The job (and log file) is named after ``run``'s module.
+    ``unchosen_groups``: config groups the config leaves at ``null`` (see
+    :func:`check_group_chosen`)."""
 
     def decorate(run: Callable[[DictConfig], R]) -> Callable[[], R]:
         @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
@@ -72,6 +100,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], R]], Cal
         @wraps(run)
         def command() -> R:
             check_output_overrides(sys.argv[1:])
+            check_group_chosen(sys.argv[1:], unchosen_groups)
             return main()
 
         return command

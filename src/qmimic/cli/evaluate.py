@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@hydra_command("evaluate")
+@hydra_command("evaluate", unchosen_groups=("data",))
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 
