@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
@@ -26,19 +27,27 @@ OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")
 DEFAULT_LOG_DIR = "outputs"
 
 
-def _chosen_outputs(argv: Sequence[str]) -> dict[str, str]:
-    """The output folders that the command line's overrides set, parsed by Hydra's own override
-    grammar (``+key=``, ``++key=``, quoting). A sweep over folders or an interpolation is left
-    to Hydra, and so is an override it cannot parse: it reports that itself."""
+def _overrides(argv: Sequence[str]) -> list[Override]:
+    """The command line's overrides, parsed by Hydra's own override grammar (``+key=``,
+    ``++key=``, quoting); flags and an override Hydra cannot parse are left out (Hydra reports
+    the latter itself)."""
     parser = OverridesParser.create()
-    chosen = {}
+    parsed = []
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:  # flags (-m, --cfg job) and their values
             continue
         try:
-            (override,) = parser.parse_overrides([arg])
+            parsed += parser.parse_overrides([arg])
         except OverrideParseException:
             continue
+    return parsed
+
+
+def _chosen_outputs(argv: Sequence[str]) -> dict[str, str]:
+    """The output folders that the command line's overrides set. A sweep over folders or an
+    interpolation is left to Hydra."""
+    chosen = {}
+    for override in _overrides(argv):
         value = override.value()
         if override.key_or_group in OUTPUT_KEYS and isinstance(value, str) and "${" not in value:
             chosen[override.key_or_group] = value
@@ -59,16 +68,7 @@ def check_group_chosen(argv: Sequence[str], groups: Sequence[str]) -> None:
     """Refuse ``<group>.key=value`` overrides of a config group the command leaves unchosen
     unless the command line chooses it (``<group>=name``): Hydra would stop with "Key '<group>'
     is not in struct", which does not say what to do."""
-    parser = OverridesParser.create()
-    keys = []
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        try:
-            (override,) = parser.parse_overrides([arg])
-        except OverrideParseException:
-            continue  # Hydra reports it
-        keys.append(override.key_or_group)
+    keys = [override.key_or_group for override in _overrides(argv)]
     for group in groups:
         nested = [k for k in keys if k.startswith(f"{group}.")]
         if nested and group not in keys:
