@@ -91,3 +91,30 @@ def test_a_batch_of_mixed_sizes_equals_torchvisions(training: bool):
     assert torch.equal(a, b) and sizes_a == sizes_b and a.shape == (3, 3, 64, 128)
     mixed = [torch.rand(1, 40, 40), torch.rand(3, 36, 70)]
     assert torch.equal(ours.batch_images(mixed), theirs.batch_images(mixed))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_fixed_size_transform_equals_torchvisions(training: bool):
+    settings = dict(min_size=(60,), max_size=100, image_mean=[0.5] * 3, image_std=[0.2] * 3)
+    ours = InputTransform(**settings, fixed_size=(64, 96)).train(training)
+    theirs = GeneralizedRCNNTransform(**settings, fixed_size=(64, 96)).train(training)
+    image, boxes = torch.rand(3, 60, 100), torch.tensor([[1.0, 2.0, 30.0, 40.0]])
+    (a, targets_a), (b, targets_b) = [
+        t([image.clone()], [{"boxes": boxes.clone()}]) for t in (ours, theirs)
+    ]
+    assert torch.equal(a.tensors, b.tensors) and a.image_sizes == b.image_sizes
+    assert torch.equal(targets_a[0]["boxes"], targets_b[0]["boxes"])
+
+
+def test_the_callers_targets_are_not_changed():
+    ours, _ = _both((30,), 50)
+    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]])
+    target = {"boxes": boxes}
+    _, scaled = ours([torch.rand(3, 60, 100)], [target])
+    assert target["boxes"] is boxes and torch.equal(scaled[0]["boxes"], boxes / 2)
+
+
+def test_an_integer_image_gets_torchvisions_error():
+    ours, _ = _both((60,), 100)
+    with pytest.raises(TypeError, match="floating type"):
+        ours([torch.zeros(3, 60, 100, dtype=torch.uint8)])
