@@ -94,11 +94,21 @@ def gather_roi_align(
     y_cells = (y_cells * width + (images * height * width)[:, None, None]).to(torch.int32)
     x_cells = x_cells.to(torch.int32)
     y_weights = y_weights * (1.0 / (sampling_ratio * sampling_ratio))  # the mean over samples
-    # [R, S (y bins), S (x bins), 2g (y taps), 2g (x taps)]: one bag per bin
-    taps = y_cells[:, :, None, :, None] + x_cells[:, None, :, None, :]
-    weights = y_weights[:, :, None, :, None] * x_weights[:, None, :, None, :]
+    # [R, S (y bins), S (x bins), 2g (y taps) x 2g (x taps)]: one bag per bin. Each axis is
+    # first spread over the bag's (y tap, x tap) pairs, [R, S, 4g^2], so that the sum and the
+    # product run over contiguous rows of 4g^2 instead of broadcasting 2g-long ones.
+    axis_taps = 2 * sampling_ratio
+    per_bag = axis_taps * axis_taps
+
+    def spread_y(tensor: Tensor) -> Tensor:
+        return tensor[..., None].expand(-1, -1, -1, axis_taps).reshape(count, output_size, per_bag)
+
+    def spread_x(tensor: Tensor) -> Tensor:
+        return tensor[:, :, None].expand(-1, -1, axis_taps, -1).reshape(count, output_size, per_bag)
+
+    taps = spread_y(y_cells)[:, :, None] + spread_x(x_cells)[:, None]
+    weights = spread_y(y_weights)[:, :, None] * spread_x(x_weights)[:, None]
     table = features.permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
-    per_bag = (2 * sampling_ratio) ** 2
     pooled = F.embedding_bag(
         taps.view(-1, per_bag), table, mode="sum", per_sample_weights=weights.view(-1, per_bag)
     )
