@@ -49,6 +49,7 @@ import quality
 import size_speed
 import torch
 
+from qmimic.deploy.memory import keep_freed_memory
 from qmimic.io.results import write_json
 from report import markdown_report, plot_latency, plot_quality, plot_width
 
@@ -150,6 +151,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reused_memory = keep_freed_memory()  # as qmimic.predict runs models (reuse_memory=true)
     runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
     schedule = QUICK_SCHEDULE if args.quick else SCHEDULE
     seeds = QUICK_SEEDS if args.quick else SEEDS
@@ -159,7 +161,8 @@ def main() -> None:
     report = Report(args.out, {
         "quick": args.quick, "torch": torch.__version__, "threads": args.threads,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
+        "load_average": os.getloadavg()[0], "reuse_memory": reused_memory, "seeds": seeds,
+        "schedule": schedule,
         "runs_dir": str(runs), "reused_runs": any(runs.glob("*/seed*/*/results.json")),
         "sections": [name for name in SECTION_NAMES if name in chosen],
     })  # fmt: skip

@@ -286,6 +286,11 @@ def markdown_report(results: dict) -> str:
             f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
             f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
             + (
+                " Freed memory kept in the process (glibc `mallopt`, as `qmimic.predict` runs)."
+                if meta.get("reuse_memory")
+                else ""
+            )
+            + (
                 f" Training runs finished before were found under {meta.get('runs_dir')} and "
                 "reused (the quality table gives their own minutes)."
                 if meta.get("reused_runs") and "quality" in meta.get("sections", ["quality"])

@@ -30,6 +30,7 @@ from model_speed import build, median_seconds
 from torch import nn
 from torchvision.models import detection
 
+from qmimic.deploy.memory import keep_freed_memory
 from qmimic.models.inference import for_inference
 
 SIZES = ((320, 533), (480, 800), (600, 1000))
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as qmimic.predict and bench.py run models
     from report import sizes_table
 
     print(sizes_table({"sizes": measure(args.repeats)}))

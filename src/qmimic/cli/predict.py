@@ -7,7 +7,8 @@ image found (jpg, jpeg, png, bmp; a folder's files or a glob's matches, sorted) 
 ``<output>/<stem>.jpg`` with the detections drawn, and one ``<output>/detections.json`` mapping
 each image's name to its list of ``{label, class_name, score, box: [x1, y1, x2, y2]}`` (input-image
 pixels). Images in subfolders of a glob keep their relative folder under ``output``. Unreadable
-images are reported and skipped.
+images are reported and skipped. ``reuse_memory=true`` (the default) keeps freed memory in the
+process for the next image (:mod:`qmimic.deploy.memory`; glibc only, elsewhere it does nothing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from qmimic.cli import hydra_command
 from qmimic.conf import check_complete
 from qmimic.data.images import BadSampleError, find_images, load_rgb_image
+from qmimic.deploy.memory import keep_freed_memory
 from qmimic.drawing import detection_records, draw
 from qmimic.errors import UserError
 from qmimic.io.results import check_output_folder, write_json
@@ -79,6 +81,8 @@ def _predict_file(
 def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     """Run the command; returns what it writes to ``detections.json``."""
     check_complete(cfg, "e.g. ckpt=model.onnx input=photos/")
+    if cfg.get("reuse_memory", True):
+        keep_freed_memory()  # each image's tensors reuse the last one's memory (glibc)
     predictor = load_predictor(str(cfg.ckpt), threads=cfg.threads, runtime=cfg.runtime)
     images = find_images(str(cfg.input))
     output_dir = Path(cfg.output).expanduser() if cfg.get("output") else None

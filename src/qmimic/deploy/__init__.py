@@ -14,7 +14,8 @@ Modules: :mod:`~qmimic.deploy.graph` (the exportable one-image module and the ON
 :mod:`~qmimic.deploy.agreement` (comparing detections with a reference),
 :mod:`~qmimic.deploy.int8` (static int8 quantization), :mod:`~qmimic.deploy.images` (images to
 check and calibrate on), :mod:`~qmimic.deploy.runtime` (running an exported file with
-onnxruntime). The command is :mod:`qmimic.cli.export`.
+onnxruntime), :mod:`~qmimic.deploy.memory` (the process setting ``qmimic.predict`` runs
+under). The command is :mod:`qmimic.cli.export`.
 """
 
 from __future__ import annotations
