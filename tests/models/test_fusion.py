@@ -118,3 +118,12 @@ def test_an_integer_image_gets_torchvisions_error():
     ours, _ = _both((60,), 100)
     with pytest.raises(TypeError, match="floating type"):
         ours([torch.zeros(3, 60, 100, dtype=torch.uint8)])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_grey_and_colour_images_together_equal_torchvisions(channels: int):
+    """torchvision's normalisation broadcasts a one-channel image to three channels."""
+    ours, theirs = _both((60,), 100)
+    images = [torch.rand(channels, 60, 100), torch.rand(3, 60, 90)]
+    a, b = ours.eval()(images)[0], theirs.eval()(images)[0]
+    assert torch.equal(a.tensors, b.tensors) and a.image_sizes == b.image_sizes

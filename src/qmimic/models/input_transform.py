@@ -70,7 +70,7 @@ class InputTransform(GeneralizedRCNNTransform):
                 )
             target = targets[index] if targets is not None else None
             size = self._drawn_size(image)
-            if size is None and image.is_floating_point():
+            if size is None and self._normalizes_in_place(image):
                 prepared.append(image)  # normalised where it lands in the batch
                 raw.append(True)
                 continue
@@ -84,6 +84,11 @@ class InputTransform(GeneralizedRCNNTransform):
         sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in prepared]
         batch = self._batch(prepared, raw, self.size_divisible)
         return ImageList(batch, sizes), targets
+
+    def _normalizes_in_place(self, image: Tensor) -> bool:
+        """Whether normalising keeps ``image``'s shape and dtype (a float image with one channel
+        per mean value; torchvision's normalisation broadcasts a one-channel image to three)."""
+        return image.is_floating_point() and image.shape[0] == len(self.image_mean)
 
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
         if not self._eager():
