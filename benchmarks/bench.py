@@ -7,12 +7,12 @@ is done, so a crash keeps what was measured; training resumes on the next run):
    quantized only, mimic, Quantization Mimic) on the built-in ``shapes`` data for each seed,
    through ``qmimic.pipeline`` on a benchmark schedule (shorter than ``make demo``'s);
 2. widths: VOC07 mAP against student width for scratch and Quantization Mimic;
-3. speed: parameters, GFLOPs and CPU latency per image (600x1000 and the data's own size) of
-   the models as ``predict`` runs them, a training step of the student alone against a
-   distillation step, evaluation speed against torchmetrics, and train-loader throughput;
-4. photos (only with ``--photos ROOT``, a Pascal VOC 2007 tree): JPEG decoding, the ``voc_cpu``
+3. photos (only with ``--photos ROOT``, a Pascal VOC 2007 tree): JPEG decoding, the ``voc_cpu``
    train loader and the student, teacher and distillation step times on real photographs
    (``photo_speed.py``);
+4. speed: a training step of the student alone against a distillation step, evaluation speed
+   against torchmetrics, train-loader throughput, then parameters, GFLOPs and CPU latency per
+   image (600x1000 and the data's own size) of the models as ``predict`` runs them;
 5. sizes: latency over input sizes (320, 480, 600 short side) of the teacher and the student
    beside torchvision's two mobile Faster R-CNNs (``size_speed.py``);
 6. inference: the full-width teacher and the ResNet18-1-16 student at 600x1000 in PyTorch (as
@@ -21,6 +21,11 @@ is done, so a crash keeps what was measured; training resumes on the next run):
 7. int8: the seed-0 Quantization Mimic student and the seed-0 stage-1 teacher exported to
    ONNX, float32 against int8 in onnxruntime and OpenVINO, speed and mAP on the test split;
 8. picture: that student's detections on four test images (``bench/detections.jpg``).
+
+Models are timed for inference as ``qmimic.predict`` runs them, with freed memory kept in the
+process (:func:`qmimic.deploy.memory.keep_freed_memory`, set just before the first such timing:
+the speed section's latencies); the training, loader and evaluation timings come before it, in
+the process as ``qmimic.train`` and ``qmimic.evaluate`` run.
 
 ``--quick`` (``BENCH_QUICK=1 make bench``) runs every section at smoke-test size (a few batches
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
@@ -102,19 +107,22 @@ class Report:
         (self.out / "results.md").write_text(markdown_report(self.results))
 
 
-def speed(quick: bool) -> dict:
-    """The ``speed`` section, every figure measured in this process."""
+def speed(quick: bool, meta: dict) -> dict:
+    """The ``speed`` section, every figure measured in this process: the training, evaluation
+    and loader timings first, then the latencies with freed memory kept in the process (as
+    ``qmimic.predict`` runs models; ``meta["reuse_memory"]`` says whether that took effect)."""
     repeats = 2 if quick else 5
+    step = distill_step.measure(repeats=6 if quick else 15)
+    print(f"  distillation step / (student + teacher) = {step['ratio']:.3f}", flush=True)
+    evaluation = eval_speed.measure(500 if quick else eval_speed.VOC07_TEST_IMAGES)
+    loader = loader_speed.measure(batches=10 if quick else 100)
+    meta["reuse_memory"] = keep_freed_memory()
     latency = []
     for name, overrides, size in LATENCY_MODELS:
         row = model_speed.latency_row(name, overrides, size, repeats)
         print(f"  {name} @ {size[0]}x{size[1]}: {row['ms']:.1f} ms/image", flush=True)
         latency.append(row)
     teacher, student = latency[0], latency[1]
-    step = distill_step.measure(repeats=6 if quick else 15)
-    print(f"  distillation step / (student + teacher) = {step['ratio']:.3f}", flush=True)
-    evaluation = eval_speed.measure(500 if quick else eval_speed.VOC07_TEST_IMAGES)
-    loader = loader_speed.measure(batches=10 if quick else 100)
     return {
         "latency": latency,
         "latency_ratio": {
@@ -129,7 +137,7 @@ def speed(quick: bool) -> dict:
     }
 
 
-SECTION_NAMES = ("quality", "widths", "speed", "photos", "sizes", "inference", "int8", "picture")
+SECTION_NAMES = ("quality", "widths", "photos", "speed", "sizes", "inference", "int8", "picture")
 
 
 def main() -> None:
@@ -151,7 +159,6 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    reused_memory = keep_freed_memory()  # as qmimic.predict runs models (reuse_memory=true)
     runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
     schedule = QUICK_SCHEDULE if args.quick else SCHEDULE
     seeds = QUICK_SEEDS if args.quick else SEEDS
@@ -161,8 +168,7 @@ def main() -> None:
     report = Report(args.out, {
         "quick": args.quick, "torch": torch.__version__, "threads": args.threads,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "load_average": os.getloadavg()[0], "reuse_memory": reused_memory, "seeds": seeds,
-        "schedule": schedule,
+        "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
         "runs_dir": str(runs), "reused_runs": any(runs.glob("*/seed*/*/results.json")),
         "sections": [name for name in SECTION_NAMES if name in chosen],
     })  # fmt: skip
@@ -178,16 +184,18 @@ def main() -> None:
         section = quality.widths(runs, known, seeds, width_runs, [0], schedule, NOT_RUN)
         report.add("widths", section)
         plot_width(report.results, args.out / "width.png")
-    if "speed" in chosen:
-        print("== speed", flush=True)
-        report.add("speed", speed(args.quick))
-        plot_latency(report.results, args.out / "latency.png")
     # Before any section that loads OpenVINO: a process that has run OpenVINO's runtime can
     # crash when it later forks (here: the photo loader's worker processes, measured to
     # segfault after the inference section).
     if "photos" in chosen:
         print("== photos", flush=True)
         report.add("photos", photo_speed.measure(args.photos, repeats=6 if args.quick else 15))
+    if "speed" in chosen:
+        print("== speed", flush=True)
+        report.add("speed", speed(args.quick, report.results["meta"]))
+        plot_latency(report.results, args.out / "latency.png")
+    # inference timings as qmimic.predict runs models (reuse_memory=true)
+    report.results["meta"]["reuse_memory"] = keep_freed_memory()
     if "sizes" in chosen:
         print("== sizes", flush=True)
         sizes = [(64, 107)] if args.quick else size_speed.SIZES

@@ -286,7 +286,9 @@ def markdown_report(results: dict) -> str:
             f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
             f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
             + (
-                " Freed memory kept in the process (glibc `mallopt`, as `qmimic.predict` runs)."
+                " Models timed for inference ran with freed memory kept in the process (glibc "
+                "`mallopt`, as `qmimic.predict` runs them); the training, loader and evaluation "
+                "timings ran before that was set."
                 if meta.get("reuse_memory")
                 else ""
             )

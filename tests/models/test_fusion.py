@@ -48,8 +48,11 @@ def test_folding_refuses_a_training_model():
         fold_batchnorm(build_detector(width=1 / 16, **TINY_DETECTOR).train())
 
 
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # a different value per channel
+
+
 def _both(min_size, max_size: int) -> tuple[InputTransform, GeneralizedRCNNTransform]:
-    settings = dict(min_size=min_size, max_size=max_size, image_mean=[0.5] * 3, image_std=[0.2] * 3)
+    settings = dict(min_size=min_size, max_size=max_size, image_mean=MEAN, image_std=STD)
     return InputTransform(**settings), GeneralizedRCNNTransform(**settings)
 
 
@@ -95,7 +98,7 @@ def test_a_batch_of_mixed_sizes_equals_torchvisions(training: bool):
 
 @pytest.mark.parametrize("training", [False, True])
 def test_a_fixed_size_transform_equals_torchvisions(training: bool):
-    settings = dict(min_size=(60,), max_size=100, image_mean=[0.5] * 3, image_std=[0.2] * 3)
+    settings = dict(min_size=(60,), max_size=100, image_mean=MEAN, image_std=STD)
     ours = InputTransform(**settings, fixed_size=(64, 96)).train(training)
     theirs = GeneralizedRCNNTransform(**settings, fixed_size=(64, 96)).train(training)
     image, boxes = torch.rand(3, 60, 100), torch.tensor([[1.0, 2.0, 30.0, 40.0]])
@@ -127,3 +130,28 @@ def test_grey_and_colour_images_together_equal_torchvisions(channels: int):
     images = [torch.rand(channels, 60, 100), torch.rand(3, 60, 90)]
     a, b = ours.eval()(images)[0], theirs.eval()(images)[0]
     assert torch.equal(a.tensors, b.tensors) and a.image_sizes == b.image_sizes
+
+
+def test_images_unlike_the_first_or_tracked_by_autograd_equal_torchvisions():
+    """Another dtype than the batch's, or an image that needs its gradient: normalised first,
+    as torchvision does it (the gradient flows back to the image)."""
+    ours, theirs = _both((60,), 100)
+    mixed = [torch.rand(3, 60, 100), torch.rand(3, 60, 90, dtype=torch.float64)]
+    assert torch.equal(ours.eval()(mixed)[0].tensors, theirs.eval()(mixed)[0].tensors)
+    image = torch.rand(3, 60, 100, requires_grad=True)
+    ours([image])[0].tensors.sum().backward()
+    expected = torch.tensor([1 / s for s in STD])[:, None, None].expand(3, 60, 100)
+    torch.testing.assert_close(image.grad, expected)
+
+
+def test_keypoints_are_resized_as_torchvision_resizes_them():
+    ours, theirs = _both((30,), 50)
+    target = {"boxes": torch.tensor([[2.0, 4.0, 40.0, 50.0]]),
+              "keypoints": torch.tensor([[[10.0, 20.0, 1.0], [30.0, 40.0, 1.0]]])}  # fmt: skip
+    for fixed in (None, (32, 48)):
+        ours.fixed_size = theirs.fixed_size = fixed
+        (_, a), (_, b) = [
+            t.eval()([torch.rand(3, 60, 100)], [dict(target)]) for t in (ours, theirs)
+        ]
+        assert torch.equal(a[0]["keypoints"], b[0]["keypoints"])
+        assert torch.equal(a[0]["boxes"], b[0]["boxes"])

@@ -62,3 +62,16 @@ def test_the_anchor_cache_is_bounded_and_keeps_inference_tensors_apart():
     outside = rpn.anchors(batch, features)[0]
     assert inside.is_inference() and not outside.is_inference()
     assert torch.equal(inside, outside)
+
+
+def test_the_least_recently_used_anchors_go_first_and_moving_the_module_empties_the_cache():
+    rpn = _rpn()
+    first = _batch(160, 320)
+    rpn.anchors(*first)
+    for step in range(1, 12):
+        rpn.anchors(*first)  # used again every time: stays
+        rpn.anchors(*_batch(160 + 32 * step, 320))
+    kept = {key[1:3] for key in rpn._anchor_cache}
+    assert len(kept) == rpn._ANCHOR_SIZES_KEPT and (160, 320) in kept
+    rpn.to(torch.float64)
+    assert rpn._anchor_cache == {}

@@ -12,6 +12,7 @@ from torchvision.models.detection.transform import (
     GeneralizedRCNNTransform,
     _resize_image_and_masks,
     resize_boxes,
+    resize_keypoints,
 )
 
 Target = dict[str, Tensor]
@@ -70,7 +71,7 @@ class InputTransform(GeneralizedRCNNTransform):
                 )
             target = targets[index] if targets is not None else None
             size = self._drawn_size(image)
-            if size is None and self._normalizes_in_place(image):
+            if size is None and self._normalizes_in_place(image, images[0]):
                 prepared.append(image)  # normalised where it lands in the batch
                 raw.append(True)
                 continue
@@ -85,10 +86,18 @@ class InputTransform(GeneralizedRCNNTransform):
         batch = self._batch(prepared, raw, self.size_divisible)
         return ImageList(batch, sizes), targets
 
-    def _normalizes_in_place(self, image: Tensor) -> bool:
-        """Whether normalising keeps ``image``'s shape and dtype (a float image with one channel
-        per mean value; torchvision's normalisation broadcasts a one-channel image to three)."""
-        return image.is_floating_point() and image.shape[0] == len(self.image_mean)
+    def _normalizes_in_place(self, image: Tensor, first: Tensor) -> bool:
+        """Whether ``image`` can be normalised where it lands in the batch with torchvision's
+        values: a float image with one channel per mean value (torchvision broadcasts a
+        one-channel image to three), of the batch's dtype and device (the batch is made like
+        the ``first`` image), and not tracked by autograd (``out=`` writes are not)."""
+        return (
+            image.is_floating_point()
+            and image.shape[0] == len(self.image_mean)
+            and image.dtype == first.dtype
+            and image.device == first.device
+            and not (image.requires_grad and torch.is_grad_enabled())
+        )
 
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
         if not self._eager():
@@ -103,7 +112,8 @@ class InputTransform(GeneralizedRCNNTransform):
         width = math.ceil(max(image.shape[2] for image in images) / size_divisible)
         shape = (len(images), channels, height * size_divisible, width * size_divisible)
         batch = images[0].new_empty(shape)
-        for slot, image, is_raw in zip(batch, images, raw, strict=True):
+        for index, (image, is_raw) in enumerate(zip(images, raw, strict=True)):
+            slot = batch[index]  # not unbind's views: autograd refuses in-place writes to those
             c, h, w = image.shape
             if is_raw:
                 mean, std = self._statistics(image)
@@ -130,13 +140,19 @@ class InputTransform(GeneralizedRCNNTransform):
     def _resize_to(
         self, image: Tensor, size: int, target: Target | None
     ) -> tuple[Tensor, Target | None]:
-        """torchvision's resize of ``image`` (and its target's boxes) for a drawn ``size``."""
+        """torchvision's resize of ``image`` (and its target's boxes, masks and keypoints) for
+        a drawn ``size``."""
         height, width = image.shape[-2:]
         resized, target = _resize_image_and_masks(
             image, size, self.max_size, target, self.fixed_size
         )
         if target is not None:
-            target["boxes"] = resize_boxes(target["boxes"], (height, width), resized.shape[-2:])
+            new_size = resized.shape[-2:]
+            target["boxes"] = resize_boxes(target["boxes"], (height, width), new_size)
+            if "keypoints" in target:
+                target["keypoints"] = resize_keypoints(
+                    target["keypoints"], (height, width), new_size
+                )
         return resized, target
 
     def resize(self, image: Tensor, target: Target | None = None) -> tuple[Tensor, Target | None]:

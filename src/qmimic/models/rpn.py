@@ -99,24 +99,35 @@ class ProposalNetwork(RegionProposalNetwork):
         return final_boxes, final_scores
 
     def anchors(self, images: ImageList, features: Tensor) -> list[Tensor]:
-        """The anchor generator's anchors per image, ``[A, 4]`` each. They depend only on the
-        padded batch size, the map size, dtype and device, so eager calls reuse the last few
-        sizes' anchors (for the same-sized images of inference, computing them was a cost of
-        every call); traced and scripted calls build them in the graph."""
+        """The anchor generator's anchors per image, ``[A, 4]`` each (one tensor shared by all
+        images of the batch: not to be written in place).
+
+        They depend only on the generator, the padded batch size, the map size, dtype and
+        device, so eager calls reuse the anchors of the last few such keys (for the same-sized
+        images of inference, computing them was a cost of every call); moving or casting the
+        module empties the cache. Traced and scripted calls build them in the graph. The cache
+        is not locked: one module is not meant to run in several threads at once.
+        """
         if torch.jit.is_tracing() or torch.jit.is_scripting():
             return self.anchor_generator(images, [features])
         # inference tensors (made under torch.inference_mode) are kept apart from the others
         key = (
-            *images.tensors.shape[-2:], *features.shape[-2:], features.dtype, features.device,
-            torch.is_inference_mode_enabled(),
+            id(self.anchor_generator), *images.tensors.shape[-2:], *features.shape[-2:],
+            features.dtype, features.device, torch.is_inference_mode_enabled(),
         )  # fmt: skip
         cache = self._anchor_cache
-        if key not in cache:
-            if len(cache) >= self._ANCHOR_SIZES_KEPT:
-                cache.pop(next(iter(cache)))
+        anchors = cache.pop(key, None)  # re-inserted below: the least recently used go first
+        if anchors is None:
             single = ImageList(images.tensors[:1], images.image_sizes[:1])
-            cache[key] = self.anchor_generator(single, [features[:1]])[0]
-        return [cache[key]] * len(images.image_sizes)
+            anchors = self.anchor_generator(single, [features[:1]])[0]
+        cache[key] = anchors
+        while len(cache) > self._ANCHOR_SIZES_KEPT:
+            cache.pop(next(iter(cache)), None)
+        return [anchors] * len(images.image_sizes)
+
+    def _apply(self, fn, recurse=True):
+        self._anchor_cache.clear()  # .to(), .half() and the like: anchors are made anew
+        return super()._apply(fn, recurse)
 
     def propose(
         self,
