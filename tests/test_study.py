@@ -380,3 +380,28 @@ def test_a_block_holds_per_class_ap_and_learning_curves(tmp_path: Path):
     table = (tmp_path / "per_class_ap.md").read_text()
     assert table.splitlines()[6].startswith("| dog | 55.0 |")  # mean over the two seeds
     assert (tmp_path / "curves.png") in written and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_status_reads_how_far_each_run_got_and_trains_nothing(tmp_path: Path, capsys):
+    out = variant_out(tmp_path, "confirmation", Variant())
+    teacher = out / "seed1" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "results.json").write_text(json.dumps({"test/voc07_map": 0.2673}))
+    scratch = out / "seed2" / "scratch"
+    (scratch / "csv").mkdir(parents=True)
+    (scratch / "config.yaml").write_text("trainer:\n  max_epochs: 20\n")
+    # a resumed run keeps its earlier log beside the new one
+    (scratch / "csv" / "metrics.before-resume-1.csv").write_text("epoch,step\n0,10\n6,70\n")
+    (scratch / "csv" / "metrics.csv").write_text("epoch,step,val/map\n7,80,\n11,120,0.1\n")
+    mimic = out / "seed1" / "mimic"
+    mimic.mkdir(parents=True)
+    (mimic / "config.yaml").write_text("trainer:\n  max_epochs: 20\n")
+    study_main(["--data", "voc_cpu", "--phase", "confirmation", "--seeds", "1", "2",
+                "--shared-teacher", "--runs", str(tmp_path), "--out", str(tmp_path / "study"),
+                "--status"])  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| teacher | 26.7 | 26.7 (seed 1) |" in table
+    assert "| scratch | waiting | epoch 12/20 |" in table
+    assert "| mimic | starting (20 epochs) | waiting |" in table
+    assert "1 of 11 runs finished" in table  # 3 teacher stages once, 4 students per seed
+    assert not (tmp_path / "study").exists() and not (out / "seed2" / "teacher").exists()

@@ -11,7 +11,8 @@ variants (Hydra sweep syntax, pipeline scopes: ``qmimic:module.mimic_weight=0.5,
 (the command refuses overlapping seeds, in either direction). A new confirmation, after the
 defaults changed, needs seeds no earlier confirmation used; the earlier one stays in the results
 beside it. Finished runs are reused, so the same command resumes a study that was stopped; a
-finished run whose settings no longer match is refused rather than reused.
+finished run whose settings no longer match is refused rather than reused. The same command with
+``--status`` prints how far the runs have got, and trains nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from qmimic.io.results import check_output_folder
 from qmimic.log import get_logger
 from qmimic.runs.stage_runs import overrides_for
 from qmimic.stages import load_stages
+from qmimic.studies.progress import progress_report
 from qmimic.studies.report import (
     load_results,
     phase_block,
@@ -76,6 +78,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="train the teacher stages (teacher, qteacher, ftteacher) once, on the first seed, "
         "and let every seed's students distil from them (pairs stay paired: same teacher, same "
         "data); the report says so. For data whose teacher costs hours",
+    )  # fmt: skip
+    parser.add_argument(
+        "--status", action="store_true",
+        help="print how far these seeds' runs have got (finished with their test VOC07 mAP, "
+        "the epoch a started one reached, waiting) and stop: trains and writes nothing",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
@@ -162,6 +169,12 @@ def preamble(data: str, schedule: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.status:
+        stages = load_stages(args.data)
+        variants = [Variant(), *expand(args.sweep, stages)]
+        shared = args.seeds[0] if args.shared_teacher else None
+        print(progress_report(args.runs, args.phase, variants, args.seeds, stages, shared))
+        return
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.phase == "confirmation" and args.sweep:
