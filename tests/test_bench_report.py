@@ -114,3 +114,12 @@ def test_header_says_when_training_runs_were_reused():
     assert "reused" not in markdown_report(results)
     results["meta"].update(reused_runs=True, runs_dir="outputs/bench")
     assert "found under outputs/bench and reused" in markdown_report(results)
+
+
+def test_header_says_when_models_were_timed_with_freed_memory_kept():
+    results = bench_results_example()
+    assert "freed memory" not in markdown_report(results)
+    results["meta"]["reuse_memory"] = True
+    header = markdown_report(results).split("\n\n")[1]
+    assert "Models timed for inference ran with freed memory kept in the process" in header
+    assert "training, loader and evaluation timings ran before that was set" in header
