@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from qmimic.metrics.names import TEST, VOC07_MAP, key
 from qmimic.runs.stage_runs import stage_dir
+from qmimic.runs.summary import markdown_table
 from qmimic.stages import Stage
 from qmimic.studies.runner import variant_out
 from qmimic.studies.variants import Variant
@@ -111,25 +112,20 @@ def progress_report(
     parts, finished, total = [], 0, 0
     for variant in variants:
         out = variant_out(runs, phase, variant)
-        lines = [
-            f"{variant.name} ({out}):",
-            "",
-            "| stage | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-            "|---|" + "---|" * len(seeds),
-        ]
+        rows = []
         for stage in stages:
             cells = []
             for seed in seeds:
-                folder = stage_dir(out, seed, stage.name)
                 if shared_from not in (None, seed) and not stage.student:
                     shared = stage_dir(out, shared_from, stage.name)
                     cells.append(run_progress(shared, linked_to=f"seed {shared_from}"))
                 else:
-                    cells.append(run_progress(folder))
+                    cells.append(run_progress(stage_dir(out, seed, stage.name)))
             finished += sum(c.state == FINISHED and c.linked_to is None for c in cells)
             total += sum(c.linked_to is None for c in cells)
-            lines.append(f"| {stage.name} | " + " | ".join(c.cell() for c in cells) + " |")
-        parts.append("\n".join(lines))
+            rows.append([stage.name, *(c.cell() for c in cells)])
+        header = ["stage", *(f"seed {s}" for s in seeds)]
+        parts.append(f"{variant.name} ({out}):\n\n" + markdown_table(header, rows).rstrip("\n"))
     parts.append(
         f"{finished} of {total} runs finished (linked runs counted where they train); test "
         "VOC07 mAP in points for finished runs"
