@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Keep the VOC study's finished runs in the repository, so a machine that is reset between
-# sessions loses at most the runs in progress (study/voc2007/plan.md, "If the machine was reset").
+# Keep the VOC study's runs in the repository, so that a machine reset between sessions loses
+# nothing already trained (study/voc2007/plan.md, "If the machine was reset").
 #
 # Usage (from the root of the main checkout): bash study/voc2007/keep.sh /work/voc-study
 #
-# Copies, for every finished run under <clone>/outputs/voc2007 (one holding results.json):
-# its results, config, metrics and logs into study/voc2007/runs/, and for the stages the later
-# stages read (teacher, qteacher: the students' teacher_ckpt) also checkpoints/last.ckpt, about
-# 6 MB each. Other checkpoints, runs in progress and the links of the shared-teacher seeds (the
-# study makes them again) are left out. Never deletes anything.
+# For every run under <clone>/outputs/voc2007 (a folder with .hydra/config.yaml; the links of
+# the shared-teacher seeds are left out, the study makes them again) it copies into
+# study/voc2007/runs/ the run's results, configs, metrics and logs, and checkpoints/last.ckpt
+# when a later stage reads it (teacher, qteacher: about 6 MB each), when the run is a student
+# (well under 1 MB), or when the run is not finished (it resumes from it). The fine-tuned float
+# teacher (ftteacher, a control no stage reads) keeps only its results. best.ckpt is never
+# copied. Files already kept are replaced by the newer copy; nothing is deleted.
 set -euo pipefail
 CLONE=${1:?usage: bash study/voc2007/keep.sh CLONE (the frozen clone running the study)}
 SRC="$CLONE/outputs/voc2007"
@@ -17,19 +19,24 @@ if [[ ! -d "$SRC" ]]; then
   echo "error: no $SRC; pass the folder of the frozen clone that runs study/voc2007/run.sh" >&2
   exit 2
 fi
-kept=0
-while IFS= read -r -d '' results; do
-  run=$(dirname "$results")
+finished=0
+started=0
+while IFS= read -r -d '' config; do
+  run=$(dirname "$(dirname "$config")")
   [[ -L "$run" ]] && continue
   rel=${run#"$SRC"/}
   mkdir -p "$DEST/$rel"
   tar -C "$run" --exclude=./checkpoints -cf - . | tar -C "$DEST/$rel" -xf -
-  case "$(basename "$run")" in
-    teacher | qteacher)
-      mkdir -p "$DEST/$rel/checkpoints"
-      cp -p "$run/checkpoints/last.ckpt" "$DEST/$rel/checkpoints/"
-      ;;
-  esac
-  kept=$((kept + 1))
-done < <(find "$SRC" -name results.json -not -path '*/.hydra/*' -print0)
-echo "kept $kept finished runs in $DEST"
+  ckpt="$run/checkpoints/last.ckpt"
+  if [[ -f "$run/results.json" ]]; then
+    finished=$((finished + 1))
+    [[ "$(basename "$run")" == ftteacher ]] && continue
+  else
+    started=$((started + 1))
+  fi
+  if [[ -f "$ckpt" ]]; then
+    mkdir -p "$DEST/$rel/checkpoints"
+    cp -p "$ckpt" "$DEST/$rel/checkpoints/last.ckpt"
+  fi
+done < <(find "$SRC" -path '*/.hydra/config.yaml' -print0)
+echo "kept $finished finished and $started unfinished runs in $DEST"
