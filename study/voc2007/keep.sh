@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# Keep the VOC study's runs in the repository, so that a machine reset between sessions loses
-# nothing already trained (study/voc2007/plan.md, "If the machine was reset").
+# Keep the VOC study's run records in the repository, so that a machine reset between sessions
+# does not lose the figures of finished runs (study/voc2007/plan.md, "If the machine was reset").
 #
 # Usage (from the root of the main checkout): bash study/voc2007/keep.sh /work/voc-study
 #
 # For every run under <clone>/outputs/voc2007 (a folder with .hydra/config.yaml; the links of
 # the shared-teacher seeds are left out, the study makes them again) it copies into
-# study/voc2007/runs/ the run's results, configs, metrics and logs, and its checkpoints/last.ckpt:
-# the students read the teacher's and qteacher's, an unfinished run resumes from its own, and a
-# finished one can be evaluated or drawn again (about 6 MB for each of the three teachers, 0.5 MB
-# for a student). best.ckpt is never copied. Files already kept are replaced by the newer copy;
-# nothing is deleted.
+# study/voc2007/runs/ the run's results, configs, metrics and logs. Checkpoints (weights) stay
+# out of the repository. Files already kept are replaced by the newer copy; nothing is deleted.
 set -euo pipefail
 CLONE=${1:?usage: bash study/voc2007/keep.sh CLONE (the frozen clone running the study)}
 SRC="$CLONE/outputs/voc2007"
@@ -27,15 +24,10 @@ while IFS= read -r -d '' config; do
   rel=${run#"$SRC"/}
   mkdir -p "$DEST/$rel"
   tar -C "$run" --exclude=./checkpoints -cf - . | tar -C "$DEST/$rel" -xf -
-  ckpt="$run/checkpoints/last.ckpt"
   if [[ -f "$run/results.json" ]]; then
     finished=$((finished + 1))
   else
     started=$((started + 1))
-  fi
-  if [[ -f "$ckpt" ]]; then
-    mkdir -p "$DEST/$rel/checkpoints"
-    cp -p "$ckpt" "$DEST/$rel/checkpoints/last.ckpt"
   fi
 done < <(find "$SRC" -path '*/.hydra/config.yaml' -print0)
 echo "kept $finished finished and $started unfinished runs in $DEST"
