@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from qmimic.studies.report import (
     used_seeds,
     write_study,
 )
-from qmimic.studies.runner import collect, run_seed, run_shared_teachers, variant_out
+from qmimic.studies.runner import collect, plan_seed, plan_shared_teachers, run_tasks, variant_out
 from qmimic.studies.statistics import gap_closed, paired_difference
 from qmimic.studies.variants import Variant, expand, reused_stages
 
@@ -105,8 +107,8 @@ def test_the_study_resumes_without_retraining_and_links_reused_runs(tmp_path: Pa
     variant = Variant(("qmimic:module.mimic_weight=2",))
     calls: list = []
     for _ in range(2):  # the second pass finds everything done
-        run_seed(
-            0, [variant], stages, tmp_path, "tuning", ["students:trainer.max_epochs=3"],
+        run_tasks(
+            plan_seed(0, [variant], stages, tmp_path, "tuning", ["students:trainer.max_epochs=3"]),
             runner=fake_runner(calls),
         )  # fmt: skip
     assert [c[2] for c in calls] == [s.name for s in stages] + ["qmimic"]
@@ -268,9 +270,9 @@ def test_only_variants_trains_just_the_defaults_runs_a_variant_links_to(tmp_path
     students_only = Variant(("qmimic:module.mimic_weight=2",))
     calls: list = []
     for variant in (teacher_side, students_only):
-        run_seed(
-            0, [variant], stages, tmp_path, "tuning", [], runner=fake_runner(calls),
-            all_defaults=False,
+        run_tasks(
+            plan_seed(0, [variant], stages, tmp_path, "tuning", [], all_defaults=False),
+            runner=fake_runner(calls),
         )  # fmt: skip
     trained = [(folder, stage) for folder, _, stage, _ in calls]
     own_teacher = ["teacher", "qteacher", "ftteacher", "mimic", "qmimic"]
@@ -334,13 +336,13 @@ def test_a_new_tuning_keeps_the_one_before_on_record(tmp_path: Path):
 def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_path: Path):
     stages = load_stages("voc_cpu")
     calls: list = []
-    lane = partial(run_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
-                   schedule=[], runner=fake_runner(calls), shared_from=20)  # fmt: skip
-    run_shared_teachers(20, lambda seed, chosen: lane(seed, stages=chosen), stages)
+    plan = partial(plan_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
+                   schedule=[], shared_from=20)  # fmt: skip
+    run_tasks(plan_shared_teachers(20, plan, stages), runner=fake_runner(calls))
     assert [(c[1], c[2]) for c in calls] == [(20, "teacher"), (20, "qteacher"),
                                              (20, "ftteacher")]  # fmt: skip
     for seed in (20, 21, 22):
-        lane(seed, stages=stages)
+        run_tasks(plan(seed, stages=stages), runner=fake_runner(calls))
     students = {s.name for s in stages if s.student}
     trained = [(seed, stage) for _, seed, stage, _ in calls]
     assert sorted(trained) == sorted(
@@ -405,3 +407,60 @@ def test_status_reads_how_far_each_run_got_and_trains_nothing(tmp_path: Path, ca
     assert "| mimic | starting (20 epochs) | waiting |" in table
     assert "1 of 11 runs finished" in table  # 3 teacher stages once, 4 students per seed
     assert not (tmp_path / "study").exists() and not (out / "seed2" / "teacher").exists()
+
+
+def test_lanes_train_teacher_free_students_beside_the_teacher_and_wait_for_inputs(
+    tmp_path: Path,
+):
+    stages = load_stages("voc_cpu")
+    plan = partial(plan_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
+                   schedule=[], shared_from=1)  # fmt: skip
+    tasks = plan_shared_teachers(1, plan, stages) + [
+        task for seed in (1, 2, 3) for task in plan(seed, stages=stages)
+    ]
+    student_started, events, envs = threading.Event(), [], []
+    record = fake_runner([])
+
+    def runner(stage, seed, out, overrides, env=None, quiet=False):
+        events.append(("start", seed, stage.name))
+        envs.append(env)
+        if stage.student and not stage.needs:
+            student_started.set()
+        if stage.name == "teacher":  # holds its lane until another lane trains a student
+            assert student_started.wait(timeout=10), "no student trained beside the teacher"
+        result = record(stage, seed, out, overrides, env, quiet)
+        events.append(("end", seed, stage.name))
+        return result
+
+    run_tasks(tasks, jobs=2, runner=runner)
+    starts = [(s, n) for kind, s, n in events if kind == "start"]
+    ends = [(s, n) for kind, s, n in events if kind == "end"]
+    assert sorted(starts) == sorted(
+        [(1, "teacher"), (1, "qteacher"), (1, "ftteacher")]
+        + [(seed, s.name) for seed in (1, 2, 3) for s in stages if s.student]
+    )
+    needs = {s.name: set(s.needs.values()) for s in stages}
+    for position, (kind, seed, name) in enumerate(events):
+        if kind == "start":  # every input run (seed 1's teacher stages) ended before
+            done = {n for k, _, n in events[:position] if k == "end"}
+            assert needs[name] <= done, (seed, name)
+    assert len(ends) == len(starts)
+    assert all(env == {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))} for env in envs)
+
+
+def test_a_failed_run_stops_only_the_runs_that_read_it(tmp_path: Path):
+    stages = load_stages("voc_cpu")
+    tasks = plan_seed(0, [Variant()], stages, tmp_path, "confirmation", [])
+    calls: list = []
+    record = fake_runner(calls)
+
+    def runner(stage, seed, out, overrides, env=None, quiet=False):
+        if stage.name == "qteacher":
+            raise RuntimeError("qteacher diverged")
+        return record(stage, seed, out, overrides, env, quiet)
+
+    with pytest.raises(RuntimeError, match="qteacher diverged"):
+        run_tasks(tasks, jobs=2, runner=runner)
+    assert sorted(c[2] for c in calls) == sorted(
+        ["teacher", "ftteacher", "scratch", "quant", "mimic"]
+    )  # qmimic reads the failed qteacher and is not trained

@@ -40,7 +40,7 @@ from qmimic.studies.report import (
     used_seeds,
     write_study,
 )
-from qmimic.studies.runner import collect, run_all, run_seed, run_shared_teachers, variant_out
+from qmimic.studies.runner import collect, plan_seed, plan_shared_teachers, run_tasks, variant_out
 from qmimic.studies.variants import Variant, expand
 
 log = get_logger("qmimic.study")
@@ -84,7 +84,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="print how far these seeds' runs have got (finished with their test VOC07 mAP, "
         "the epoch a started one reached, waiting) and stop: trains and writes nothing",
     )  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="runs trained side by side (the CPU threads shared out); each starts as soon as "
+        "the runs it reads have finished",
+    )  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="run folders")
     parser.add_argument("--out", type=Path, default=Path("study"), help="results folder")
     parser.add_argument(
@@ -198,13 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     check_only_variants(args, results)
     schedule = [*SCHEDULES.get(args.data, []), *args.overrides]
     shared = args.seeds[0] if args.shared_teacher else None
-    lane = partial(
-        run_seed, variants=variants, runs=args.runs, phase=args.phase, schedule=schedule,
-        quiet=args.jobs > 1, all_defaults=not args.only_variants, shared_from=shared,
+    plan = partial(
+        plan_seed, variants=variants, runs=args.runs, phase=args.phase, schedule=schedule,
+        all_defaults=not args.only_variants, shared_from=shared,
     )  # fmt: skip
-    if shared is not None:
-        run_shared_teachers(shared, lambda seed, chosen: lane(seed, stages=chosen), stages)
-    run_all(args.seeds, args.jobs, lambda seed, env: lane(seed, stages=stages, env=env))
+    tasks = plan_shared_teachers(shared, plan, stages) if shared is not None else []
+    for seed in args.seeds:
+        tasks += plan(seed, stages=stages)
+    run_tasks(tasks, args.jobs)
     blocks = {
         v.name: phase_block(
             collect(variant_out(args.runs, args.phase, v), args.seeds, stages),

@@ -3,16 +3,20 @@
 Runs live under ``<runs>/<phase>/<variant folder>/seed<k>/<stage>/`` and are ordinary
 ``qmimic.train`` runs (:mod:`qmimic.runs.stage_runs`): finished ones are found again and not
 retrained, and a run cut short resumes from its ``last.ckpt``, so the study picks up where it
-stopped. A variant's stage that its overrides do not reach is a link to the defaults' run.
+stopped. A variant's stage that its overrides do not reach is a link to the defaults' run. The
+runs of every seed are planned first (:func:`plan_seed`), then trained in lanes side by side,
+each run as soon as the runs it reads have finished (:func:`run_tasks`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from qmimic.log import get_logger
@@ -44,31 +48,51 @@ def link_to_defaults(defaults_out: Path, out: Path, seed: int, stage: str) -> No
     link_stage(stage_dir(out, seed, stage), stage_dir(defaults_out, seed, stage))
 
 
-def run_seed(
+@dataclass(frozen=True)
+class Task:
+    """One run to train: ``stage`` of ``seed`` with ``overrides``, its folder under ``out``.
+
+    ``needs`` are the resolved run folders it reads checkpoints from (links followed): the task
+    waits until the tasks that train them have finished."""
+
+    stage: Stage
+    seed: int
+    out: Path
+    overrides: tuple[str, ...]
+    needs: tuple[Path, ...]
+
+    @property
+    def folder(self) -> Path:
+        return stage_dir(self.out, self.seed, self.stage.name).resolve()
+
+    @property
+    def label(self) -> str:
+        return f"[seed {self.seed}] {self.out.name} / {self.stage.name}"
+
+
+def plan_seed(
     seed: int,
     variants: Sequence[Variant],
     stages: Sequence[Stage],
     runs: Path,
     phase: str,
     schedule: Sequence[str],
-    env: dict[str, str] | None = None,
-    quiet: bool = False,
-    runner: Callable[..., dict] = run_stage,
     all_defaults: bool = True,
     shared_from: int | None = None,
-) -> None:
-    """Every stage of the defaults, then of each other variant, for one seed.
+) -> list[Task]:
+    """The runs of one seed, in training order: every stage of the defaults, then of each other
+    variant; the links to runs trained elsewhere are made on the way.
 
-    ``schedule`` overrides reach every variant; ``runner`` trains one stage (the real
-    :func:`run_stage`; tests pass a fake). ``all_defaults=False`` trains only the defaults'
+    ``schedule`` overrides reach every variant. ``all_defaults=False`` plans only the defaults'
     stages that another variant links to (an ablation that replaces the teacher needs none).
-    ``shared_from``: the seed whose teacher stages (every stage that is not a student) this
-    seed shares: they become links to that seed's finished runs, which must exist (see
-    :func:`run_shared_teachers`); only the students train.
+    ``shared_from``: the seed whose teacher stages (every stage that is not a student) this seed
+    shares: they become links to that seed's runs (planned by :func:`plan_shared_teachers`);
+    only the students are planned here.
     """
     defaults_out = variant_out(runs, phase, Variant())
     swept = [v for v in variants if v.overrides]
     linked = set().union(*(reused_stages(v, stages) for v in swept))
+    tasks = []
     for variant in [Variant(), *swept]:
         out = variant_out(runs, phase, variant)
         reused = reused_stages(variant, stages) if variant.overrides else set()
@@ -83,32 +107,96 @@ def run_seed(
                     stage_dir(out, seed, stage.name), stage_dir(out, shared_from, stage.name)
                 )
                 continue
+            needs = tuple(stage_dir(out, seed, s).resolve() for s in stage.needs.values())
             overrides = overrides_for(stage, stages, [*schedule, *variant.overrides])
-            started = time.monotonic()
-            runner(stage, seed, out, overrides, env=env, quiet=quiet)
-            log.info(
-                "[seed %d] %s / %s: ready (%.1f min)",
-                seed, variant.name, stage.name, (time.monotonic() - started) / 60,
-            )  # fmt: skip
+            tasks.append(Task(stage, seed, out, tuple(overrides), needs))
+    return tasks
 
 
-def run_shared_teachers(first: int, lane: Callable[..., None], stages: Sequence[Stage]) -> None:
-    """Train the teacher stages (every stage that is not a student) of seed ``first``, which
-    the other seeds then share (``run_seed(..., shared_from=first)``); ``lane(seed, stages)``
-    runs the given stages for a seed."""
-    lane(first, [s for s in stages if not s.student])
+def plan_shared_teachers(first: int, plan: Callable[..., list[Task]], stages: Sequence[Stage]):
+    """The teacher stages (every stage that is not a student) of seed ``first``, which the other
+    seeds then share (``plan_seed(..., shared_from=first)``); ``plan(seed, stages)`` plans the
+    given stages for a seed."""
+    return plan(first, stages=[s for s in stages if not s.student])
 
 
-def run_all(seeds: Sequence[int], jobs: int, lane: Callable[[int, dict[str, str]], None]) -> None:
-    """Run ``lane(seed, env)`` for every seed, ``jobs`` at a time, the CPU threads shared out
-    between them through ``OMP_NUM_THREADS``. A failing seed lets the others finish, then stops
-    the study with its error."""
+def run_tasks(
+    tasks: Sequence[Task],
+    jobs: int = 1,
+    runner: Callable[..., dict] = run_stage,
+) -> None:
+    """Train ``tasks`` in ``jobs`` lanes side by side, the CPU threads shared out between them
+    through ``OMP_NUM_THREADS``.
+
+    A run planned twice trains once (the shared teacher's seed plans its teacher stages again).
+    A free lane takes the first task in ``tasks`` order whose inputs are trained, so the
+    students that read no teacher train beside a teacher, and no lane waits while another seed
+    still has work. ``runner`` trains one run (the real :func:`run_stage`, which skips finished
+    runs and resumes cut ones; tests pass a fake). A failing run lets the runs that do not
+    depend on it finish, then stops the study with its error.
+    """
+    # Written by hand: graphlib.TopologicalSorter hands out the ready nodes of a graph but knows
+    # no failed input and leaves the lanes and the order among ready runs to the caller, which
+    # is all this function does.
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {"OMP_NUM_THREADS": str(threads)} if jobs > 1 else {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(lane, seed, env) for seed in seeds]
-    for future in futures:
-        future.result()
+    waiting: list[Task] = []
+    for task in tasks:  # each run once, at its first place
+        if all(task.folder != other.folder for other in waiting):
+            waiting.append(task)
+    producers = {task.folder for task in waiting}
+    finished: set[Path] = set()
+    failed: set[Path] = set()
+    errors: list[BaseException] = []
+    ready = threading.Condition()
+
+    def blocked(task: Task) -> bool:
+        return any(need in failed for need in task.needs)
+
+    def runnable(task: Task) -> bool:
+        return all(need in finished or need not in producers for need in task.needs)
+
+    def next_task() -> Task | None:
+        with ready:
+            while True:
+                for task in [t for t in waiting if blocked(t)]:  # its input failed: never runs
+                    waiting.remove(task)
+                    failed.add(task.folder)
+                    log.error("%s: not trained, an input run failed", task.label)
+                    ready.notify_all()
+                task = next((t for t in waiting if runnable(t)), None)
+                if task is not None:
+                    waiting.remove(task)
+                    return task
+                if not waiting:
+                    return None
+                ready.wait()
+
+    def lane() -> None:
+        while (task := next_task()) is not None:
+            started = time.monotonic()
+            try:
+                runner(task.stage, task.seed, task.out, list(task.overrides), env=env,
+                       quiet=jobs > 1)  # fmt: skip
+            except BaseException as error:  # noqa: BLE001 - re-raised after the other lanes
+                with ready:
+                    failed.add(task.folder)
+                    errors.append(error)
+                    ready.notify_all()
+                continue
+            log.info("%s: ready (%.1f min)", task.label, (time.monotonic() - started) / 60)
+            with ready:
+                finished.add(task.folder)
+                ready.notify_all()
+
+    if jobs <= 1:
+        lane()
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(lane) for _ in range(jobs)]:
+                future.result()
+    if errors:
+        raise errors[0]
 
 
 def collect(out: Path, seeds: Sequence[int], stages: Sequence[Stage]) -> dict[str, list[dict]]:
