@@ -189,7 +189,7 @@ def test_training_cost_counts_each_run_once(tmp_path: Path):
             }
             run["seed"] = i
     results["teacher"] = [results["teacher"][0]] * 2  # shared by both seeds: one run
-    block = phase_block(results, seeds, [], shared_teacher=0)
+    block = phase_block(results, seeds, [], teacher_of={0: 0, 1: 0})
     # 1 teacher run (1 h, 2 threads) + 6 other stages x 2 seeds (0.5 h, 1 thread each)
     assert block["training_cost"] == {"runs": 13, "wall_hours": 7.0, "thread_hours": 8.0}
     write_study(tmp_path, {"confirmation": block}, "preamble")
@@ -353,7 +353,7 @@ def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_pa
     linked = out / "seed22" / "qteacher"
     assert linked.is_symlink() and linked.resolve() == (out / "seed20" / "qteacher").resolve()
     results = collect(out, [20, 21, 22], stages)
-    block = phase_block(results, [20, 21, 22], [], shared_teacher=20)
+    block = phase_block(results, [20, 21, 22], [], teacher_of=dict.fromkeys([20, 21, 22], 20))
     assert block["voc07_map"]["teacher"] == [block["voc07_map"]["teacher"][0]] * 3
     write_study(tmp_path, {"confirmation": block}, "")
     assert "One teacher for all seeds" in (tmp_path / "results.md").read_text()
@@ -464,3 +464,60 @@ def test_a_failed_run_stops_only_the_runs_that_read_it(tmp_path: Path):
     assert sorted(c[2] for c in calls) == sorted(
         ["teacher", "ftteacher", "scratch", "quant", "mimic"]
     )  # qmimic reads the failed qteacher and is not trained
+
+
+def test_teacher_blocks_train_one_teacher_per_block_and_the_report_names_them(
+    tmp_path: Path, capsys
+):
+    stages = load_stages("voc_cpu")
+    calls: list = []
+    teacher_of = {1: 1, 2: 1, 3: 3, 4: 3}
+    tasks = []
+    for first in (1, 3):
+        plan = partial(plan_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
+                       schedule=[], shared_from=first)  # fmt: skip
+        tasks += plan_shared_teachers(first, plan, stages)
+    for seed, first in teacher_of.items():
+        tasks += plan_seed(seed, [Variant()], stages, tmp_path, "confirmation", [],
+                           shared_from=first)  # fmt: skip
+    run_tasks(tasks, jobs=2, runner=fake_runner(calls))
+    teachers = sorted((seed, name) for _, seed, name, _ in calls if name.endswith("teacher"))
+    assert teachers == [(s, n) for s in (1, 3) for n in ("ftteacher", "qteacher", "teacher")]
+    out = variant_out(tmp_path, "confirmation", Variant())
+    assert (out / "seed4" / "qteacher").resolve() == (out / "seed3" / "qteacher").resolve()
+    assert (out / "seed2" / "qteacher").resolve() == (out / "seed1" / "qteacher").resolve()
+    block = phase_block(collect(out, [1, 2, 3, 4], stages), [1, 2, 3, 4], [],
+                        teacher_of=teacher_of)  # fmt: skip
+    assert block["teacher_blocks"] == [[1, 2], [3, 4]]
+    write_study(tmp_path, {"confirmation": block}, "")
+    assert (
+        "(seed 1's for seeds 1, 2; seed 3's for seeds 3, 4)"
+        in (tmp_path / "results.md").read_text()
+    )
+    study_main(["--data", "voc_cpu", "--phase", "confirmation", "--seeds", "1", "2", "3", "4",
+                "--teacher-block", "1,2", "--teacher-block", "3,4", "--runs", str(tmp_path),
+                "--status"])  # fmt: skip
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| qteacher |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+    assert cells[1] == f"{cells[0]} (seed 1)" and cells[3] == f"{cells[2]} (seed 3)"
+    assert cells[0] != cells[2]  # two teachers, two runs
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (["1,2"], "cover seeds [1, 2] but --seeds are [1, 2, 3]"),
+        (["1,2", "2,3"], "seed 2 is in two blocks"),
+        (["1;2", "3"], "joined by commas"),
+    ],
+)
+def test_teacher_blocks_must_cover_the_seeds_once(tmp_path: Path, capsys, blocks, message):
+    argv = ["--data", "voc_cpu", "--phase", "confirmation", "--seeds", "1", "2", "3",
+            "--runs", str(tmp_path), "--status"]  # fmt: skip
+    for block in blocks:
+        argv += ["--teacher-block", block]
+    with pytest.raises(SystemExit) as exit_info:
+        study_main(argv)
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err

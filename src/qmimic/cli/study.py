@@ -80,6 +80,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "data); the report says so. For data whose teacher costs hours",
     )  # fmt: skip
     parser.add_argument(
+        "--teacher-block", action="append", default=[], metavar="SEED,SEED,...",
+        help="like --shared-teacher, but for one block of the seeds: the block's first seed "
+        "trains the teacher stages and the block's other seeds share them; repeat it so that "
+        "the blocks cover --seeds (e.g. after the teacher's checkpoints were lost, later seeds "
+        "distil from a new teacher). The report names each block",
+    )  # fmt: skip
+    parser.add_argument(
         "--status", action="store_true",
         help="print how far these seeds' runs have got (finished with their test VOC07 mAP, "
         "the epoch a started one reached, waiting) and stop: trains and writes nothing",
@@ -111,6 +118,41 @@ def _rejoin_sweeps(argv: list[str], overrides: list[str]) -> list[str]:
             kept.append(arg)
         follows_sweep = arg == "--sweep"
     return kept
+
+
+def teacher_seeds(args: argparse.Namespace) -> dict[int, int]:
+    """seed -> the seed whose teacher stages it uses, for the seeds that share a teacher
+    (``--shared-teacher``: all, ``--teacher-block``: each block); empty when every seed trains its
+    own.
+
+    Raises:
+        UserError: both options, a block that is not a list of seeds, or blocks that do not
+            cover ``--seeds`` exactly once.
+    """
+    if args.shared_teacher and args.teacher_block:
+        raise UserError("use --shared-teacher (one teacher for all seeds) or --teacher-block "
+                        "(one per block), not both")  # fmt: skip
+    if args.shared_teacher:
+        return {seed: args.seeds[0] for seed in args.seeds}
+    teacher_of: dict[int, int] = {}
+    for block in args.teacher_block:
+        try:
+            seeds = [int(seed) for seed in block.split(",")]
+        except ValueError:
+            raise UserError(
+                f"--teacher-block {block!r}: write the block's seeds joined by commas, e.g. "
+                "--teacher-block 1,2"
+            ) from None
+        for seed in seeds:
+            if seed in teacher_of:
+                raise UserError(f"--teacher-block: seed {seed} is in two blocks")
+            teacher_of[seed] = seeds[0]
+    if teacher_of and sorted(teacher_of) != sorted(args.seeds):
+        raise UserError(
+            f"--teacher-block blocks cover seeds {sorted(teacher_of)} but --seeds are "
+            f"{sorted(args.seeds)}: every seed must be in exactly one block"
+        )
+    return teacher_of
 
 
 def check_seeds(results: dict, phase: str, seeds: list[int]) -> None:
@@ -176,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.status:
         stages = load_stages(args.data)
         variants = [Variant(), *expand(args.sweep, stages)]
-        shared = args.seeds[0] if args.shared_teacher else None
-        print(progress_report(args.runs, args.phase, variants, args.seeds, stages, shared))
+        print(progress_report(args.runs, args.phase, variants, args.seeds, stages,
+                              teacher_seeds(args)))  # fmt: skip
         return
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
@@ -201,14 +243,16 @@ def main(argv: list[str] | None = None) -> None:
     check_seeds(results, args.phase, args.seeds)
     check_only_variants(args, results)
     schedule = [*SCHEDULES.get(args.data, []), *args.overrides]
-    shared = args.seeds[0] if args.shared_teacher else None
+    teacher_of = teacher_seeds(args)
     plan = partial(
         plan_seed, variants=variants, runs=args.runs, phase=args.phase, schedule=schedule,
-        all_defaults=not args.only_variants, shared_from=shared,
+        all_defaults=not args.only_variants,
     )  # fmt: skip
-    tasks = plan_shared_teachers(shared, plan, stages) if shared is not None else []
+    tasks = []  # the shared teachers first: every distilling student waits for them
+    for first in sorted(set(teacher_of.values()), key=args.seeds.index):
+        tasks += plan_shared_teachers(first, partial(plan, shared_from=first), stages)
     for seed in args.seeds:
-        tasks += plan(seed, stages=stages)
+        tasks += plan(seed, stages=stages, shared_from=teacher_of.get(seed))
     run_tasks(tasks, args.jobs)
     blocks = {
         v.name: phase_block(
@@ -216,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             args.seeds,
             [*schedule, *v.overrides],
             composed_recipe(stages, [*schedule, *v.overrides]),
-            shared_teacher=shared,
+            teacher_of=teacher_of,
         )
         for v in variants
         if v.overrides or not args.only_variants

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,14 +101,15 @@ def progress_report(
     variants: Sequence[Variant],
     seeds: Sequence[int],
     stages: Sequence[Stage],
-    shared_from: int | None = None,
+    teacher_of: Mapping[int, int] | None = None,
 ) -> str:
     """A markdown table per variant (stages by seeds) and a count of the runs finished.
 
-    ``shared_from``: the seed whose teacher stages every other seed shares (``--shared-teacher``);
-    those stages show that seed's run, whether or not the link is made yet. Linked runs are
-    counted once, where they train.
+    ``teacher_of``: seed -> the seed whose teacher stages it shares (``--shared-teacher``,
+    ``--teacher-block``); those stages show that seed's run, whether or not the link is made
+    yet. Linked runs are counted once, where they train.
     """
+    teacher_of = teacher_of or {}
     parts, finished, total = [], 0, 0
     for variant in variants:
         out = variant_out(runs, phase, variant)
@@ -116,9 +117,10 @@ def progress_report(
         for stage in stages:
             cells = []
             for seed in seeds:
-                if shared_from not in (None, seed) and not stage.student:
-                    shared = stage_dir(out, shared_from, stage.name)
-                    cells.append(run_progress(shared, linked_to=f"seed {shared_from}"))
+                first = teacher_of.get(seed, seed)
+                if first != seed and not stage.student:
+                    shared = stage_dir(out, first, stage.name)
+                    cells.append(run_progress(shared, linked_to=f"seed {first}"))
                 else:
                     cells.append(run_progress(stage_dir(out, seed, stage.name)))
             finished += sum(c.state == FINISHED and c.linked_to is None for c in cells)

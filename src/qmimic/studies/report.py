@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 
 from qmimic.io.environment import describe, distinct_environments
@@ -51,15 +52,19 @@ def phase_block(
     seeds: list[int],
     overrides: list[str],
     recipe: dict | None = None,
-    shared_teacher: int | None = None,
+    teacher_of: Mapping[int, int] | None = None,
 ) -> dict:
     """The results.json block of one variant: values per stage and the comparisons on VOC07
     mAP (``comparisons``) and COCO mAP (``comparisons_map``); ``recipe``: the composed
-    ``recipe`` config node the variant trained with; ``shared_teacher``: the seed whose teacher
-    stages every seed shared (recorded as ``shared_teacher``)."""
+    ``recipe`` config node the variant trained with; ``teacher_of``: seed -> the seed whose
+    teacher stages it shared, recorded as ``teacher_blocks`` (lists of seeds, the first trained
+    the teacher stages)."""
     block: dict = {"seeds": list(seeds), "overrides": list(overrides)}
-    if shared_teacher is not None:
-        block["shared_teacher"] = shared_teacher
+    if teacher_of:
+        blocks: dict[int, list[int]] = {}
+        for seed in seeds:
+            blocks.setdefault(teacher_of[seed], []).append(seed)
+        block["teacher_blocks"] = list(blocks.values())
     if recipe is not None:
         block["recipe"] = recipe
     environments = distinct_environments(r for runs in results.values() for r in runs)
@@ -258,11 +263,23 @@ def block_markdown(title: str, block: dict) -> list[str]:
     if block["overrides"]:
         lines.append(f"Overrides: `{' '.join(block['overrides'])}`.")
     lines.append(recipe_line(block.get("recipe")))
-    if block.get("shared_teacher") is not None:
+    teacher_blocks = block.get("teacher_blocks") or []
+    if len(teacher_blocks) == 1:
         lines.append(
             f"One teacher for all seeds: teacher, qteacher and ftteacher were trained once (seed "
-            f"{block['shared_teacher']}) and every seed's students distil from them, so the "
+            f"{teacher_blocks[0][0]}) and every seed's students distil from them, so the "
             "teacher rows repeat one run and their differences have no spread."
+        )
+    elif teacher_blocks:
+        named = "; ".join(
+            f"seed {b[0]}'s for seed{'s' if len(b) > 1 else ''} {', '.join(map(str, b))}"
+            for b in teacher_blocks
+        )
+        lines.append(
+            f"One teacher per block of seeds: teacher, qteacher and ftteacher were trained once "
+            f"per block ({named}) and each seed's students distil from its block's, so within a "
+            "seed mimic and qmimic read the same teacher and the teacher rows repeat one run "
+            "per block."
         )
     if block.get("environments"):
         lines.append(f"Trained with: {'; '.join(map(describe, block['environments']))}.")
