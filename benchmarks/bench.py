@@ -31,7 +31,7 @@ the process as ``qmimic.train`` and ``qmimic.evaluate`` run.
 per stage, fewer repetitions): it checks the machinery in minutes; its mAP figures mean nothing.
 
     python benchmarks/bench.py [--quick] [--out bench] [--runs outputs/bench] [--threads 2]
-        [--photos ~/data/voc2007-400] [--only SECTION ...]
+        [--photos ~/data/voc2007-400] [--only SECTION ... [--merge]]
 """
 
 from __future__ import annotations
@@ -56,7 +56,14 @@ import torch
 
 from qmimic.deploy.memory import keep_freed_memory
 from qmimic.io.results import write_json
-from report import markdown_report, plot_latency, plot_quality, plot_width
+from report import (
+    load_results,
+    markdown_report,
+    merged_with_earlier,
+    plot_latency,
+    plot_quality,
+    plot_width,
+)
 
 # Training schedule of every quality and width run: the teacher and students get 3 epochs (the
 # demo gives the teacher 5 and the students 6), stage 2 keeps its 1 epoch.
@@ -96,12 +103,15 @@ LATENCY_MODELS = [
 class Report:
     """``results.json`` / ``results.md`` under ``out``, rewritten after every section."""
 
-    def __init__(self, out: Path, meta: dict):
+    def __init__(self, out: Path, meta: dict, merge: bool = False):
         self.out, self.results, self.started = out, {"meta": meta}, time.perf_counter()
+        if merge and (out / "results.json").is_file():
+            self.results = merged_with_earlier(load_results(out / "results.json"), meta)
         out.mkdir(parents=True, exist_ok=True)
 
     def add(self, key: str, section: dict) -> None:
         self.results[key] = section
+        self.results.get("earlier", {}).pop(key, None)
         self.results["meta"]["wall_time_s"] = time.perf_counter() - self.started
         write_json(self.out / "results.json", self.results)
         (self.out / "results.md").write_text(markdown_report(self.results))
@@ -157,7 +167,14 @@ def main() -> None:
         help=f"run only these sections ({', '.join(SECTION_NAMES)}), into --out; widths, int8 "
         "and picture read the quality runs",
     )  # fmt: skip
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="with --only: keep the other sections already in --out (each dated with the run "
+        "that measured it) instead of writing only these",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.merge and not args.only:
+        raise SystemExit("error: --merge keeps the sections --only does not run; add --only")
     torch.set_num_threads(args.threads)
     runs = args.runs or Path("outputs/bench-quick" if args.quick else "outputs/bench")
     schedule = QUICK_SCHEDULE if args.quick else SCHEDULE
@@ -171,7 +188,7 @@ def main() -> None:
         "load_average": os.getloadavg()[0], "seeds": seeds, "schedule": schedule,
         "runs_dir": str(runs), "reused_runs": any(runs.glob("*/seed*/*/results.json")),
         "sections": [name for name in SECTION_NAMES if name in chosen],
-    })  # fmt: skip
+    }, merge=args.merge)  # fmt: skip
 
     if "quality" in chosen:
         print("== quality", flush=True)

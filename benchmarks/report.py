@@ -22,7 +22,9 @@ sections, each present when it was run:
   ``speed``, ``steps`` (as ``train_step``, with ``batch`` and ``sizes``), ``threads``,
   ``load_average``;
 - ``int8`` (the student) and ``int8_teacher``: ``model``, ``size``, ``rows`` (``runtime``,
-  ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``.
+  ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``;
+- ``earlier`` (a run with ``--only --merge``): for each section kept from an earlier run, that
+  run's ``meta``.
 
 Plots need matplotlib (``pip install 'qmimic[report]'``).
 """
@@ -275,16 +277,37 @@ SECTIONS = (
 )
 
 
+def merged_with_earlier(earlier: dict, meta: dict) -> dict:
+    """A results payload for a new run (``meta``) that keeps every section of ``earlier`` (an
+    older ``results.json``), each with the facts of the run that measured it under ``earlier``;
+    a section the new run writes again replaces its kept copy (drop its ``earlier`` entry)."""
+    kept = {key: value for key, value in earlier.items() if key not in ("meta", "earlier")}
+    dated = earlier.get("earlier", {})
+    return {
+        **kept,
+        "meta": meta,
+        "earlier": {key: dated.get(key, earlier.get("meta", {})) for key in kept},
+    }
+
+
+def run_facts(meta: dict) -> str:
+    """One run's facts: torch, threads, load, start and length."""
+    return (
+        f"torch {meta.get('torch')}, {meta.get('threads')} threads, load average "
+        f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
+        f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
+    )
+
+
 def markdown_report(results: dict) -> str:
     """Every table the results hold, each under a heading, with the run's facts first."""
     meta = results.get("meta", {})
+    earlier = results.get("earlier", {})
     parts = ["# qmimic benchmark\n"]
     if meta:
         parts.append(
             f"{'Quick mode (smoke figures only). ' if meta.get('quick') else ''}"
-            f"torch {meta.get('torch')}, {meta.get('threads')} threads, load average "
-            f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
-            f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
+            + run_facts(meta)
             + (
                 " Models timed for inference ran with freed memory kept in the process (glibc "
                 "`mallopt`, as `qmimic.predict` runs them); the training, loader and evaluation "
@@ -303,11 +326,18 @@ def markdown_report(results: dict) -> str:
                 if "sections" in meta and "quality" not in meta["sections"]
                 else ""
             )
+            + (
+                " The other sections were kept from earlier runs (`--merge`), whose facts are "
+                "under their headings."
+                if earlier
+                else ""
+            )
             + "\n"
         )
     for key, title, table in SECTIONS:
         if key in results:
-            parts.append(f"## {title}\n\n{table(results)}")
+            dated = f"From an earlier run: {run_facts(earlier[key])}\n\n" if key in earlier else ""
+            parts.append(f"## {title}\n\n{dated}{table(results)}")
     return "\n".join(parts)
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from helpers import bench_results_example
 from qmimic.errors import UserError
-from report import load_results, markdown_report, plot_latency, plot_quality, plot_width
+from report import (
+    load_results,
+    markdown_report,
+    merged_with_earlier,
+    plot_latency,
+    plot_quality,
+    plot_width,
+)
 
 
 def test_markdown_report_shows_every_section_with_figures_in_points():
@@ -123,3 +130,25 @@ def test_header_says_when_models_were_timed_with_freed_memory_kept():
     header = markdown_report(results).split("\n\n")[1]
     assert "Models timed for inference ran with freed memory kept in the process" in header
     assert "training, loader and evaluation timings ran before that was set" in header
+
+
+def test_a_merged_run_keeps_the_other_sections_each_dated_with_its_own_run():
+    old = bench_results_example()
+    old["meta"].update(started="2026-01-01T00:00:00+00:00", load_average=0.5)
+    new_meta = {**old["meta"], "started": "2026-02-02T00:00:00+00:00", "load_average": 1.25,
+                "sections": ["inference"]}  # fmt: skip
+    merged = merged_with_earlier(old, new_meta)
+    assert merged["quality"] == old["quality"] and merged["meta"] == new_meta
+    merged["speed"] = old["speed"]  # the new run measures speed again: no longer dated earlier
+    merged["earlier"].pop("speed")
+    text = markdown_report(merged)
+    quality_part = text.split("## Quality")[1].split("##")[0]
+    speed_part = text.split("## Speed: CPU latency per image")[1].split("##")[0]
+    assert "From an earlier run: " in quality_part and "2026-01-01" in quality_part
+    assert "load average 0.50" in quality_part
+    assert "earlier run" not in speed_part
+    assert "started 2026-02-02" in text.split("##")[0]
+    assert "kept from earlier runs (`--merge`)" in text.split("##")[0]
+    again = merged_with_earlier(merged, {**new_meta, "started": "2026-03-03T00:00:00+00:00"})
+    assert again["earlier"]["quality"]["started"] == "2026-01-01T00:00:00+00:00"  # its own run
+    assert again["earlier"]["speed"]["started"] == "2026-02-02T00:00:00+00:00"
