@@ -47,6 +47,7 @@ import eval_speed
 import inference_speed
 import int8_speed
 import loader_speed
+import machine_load
 import model_speed
 import photo_speed
 import pictures
@@ -105,6 +106,7 @@ class Report:
 
     def __init__(self, out: Path, meta: dict, merge: bool = False):
         self.out, self.results, self.started = out, {"meta": meta}, time.perf_counter()
+        self.others = machine_load.OtherLoad()
         if merge and (out / "results.json").is_file():
             self.results = merged_with_earlier(load_results(out / "results.json"), meta)
         out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,7 @@ class Report:
         self.results[key] = section
         self.results.get("earlier", {}).pop(key, None)
         self.results["meta"]["wall_time_s"] = time.perf_counter() - self.started
+        self.results["meta"]["others_cpu_share"] = self.others.share()
         write_json(self.out / "results.json", self.results)
         (self.out / "results.md").write_text(markdown_report(self.results))
 

@@ -23,6 +23,8 @@ sections, each present when it was run:
   ``load_average``;
 - ``int8`` (the student) and ``int8_teacher``: ``model``, ``size``, ``rows`` (``runtime``,
   ``ms``, ``voc07_map``, ``map``), ``speedup``, ``voc07_map_cost``;
+- ``meta``: the run's facts, with ``others_cpu_share`` (the share of the CPUs' time other
+  processes used during the run, ``machine_load.py``);
 - ``earlier`` (a run with ``--only --merge``): for each section kept from an earlier run, that
   run's ``meta``.
 
@@ -291,11 +293,17 @@ def merged_with_earlier(earlier: dict, meta: dict) -> dict:
 
 
 def run_facts(meta: dict) -> str:
-    """One run's facts: torch, threads, load, start and length."""
+    """One run's facts: torch, threads, load, what else ran, start and length."""
+    others = meta.get("others_cpu_share")
     return (
         f"torch {meta.get('torch')}, {meta.get('threads')} threads, load average "
         f"{meta.get('load_average', 0):.2f} at start, started {meta.get('started')}, "
-        f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all."
+        f"{meta.get('wall_time_s', 0) / 60:.1f} minutes in all"
+        + (
+            f"; other processes used {100 * others:.1f}% of the CPUs' time meanwhile."
+            if others is not None
+            else "."
+        )
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import machine_load
 import pytest
 
 from helpers import bench_results_example
@@ -152,3 +153,23 @@ def test_a_merged_run_keeps_the_other_sections_each_dated_with_its_own_run():
     again = merged_with_earlier(merged, {**new_meta, "started": "2026-03-03T00:00:00+00:00"})
     assert again["earlier"]["quality"]["started"] == "2026-01-01T00:00:00+00:00"  # its own run
     assert again["earlier"]["speed"]["started"] == "2026-02-02T00:00:00+00:00"
+
+
+def test_the_load_witness_counts_other_processes_cpu_time_only(monkeypatch):
+    # (seconds, system busy CPU seconds, this process's CPU seconds) at start and at the read
+    samples = iter([(100.0, 50.0, 10.0), (110.0, 65.0, 20.0)])
+    monkeypatch.setattr(machine_load, "_sample", lambda: next(samples))
+    monkeypatch.setattr(machine_load.psutil, "cpu_count", lambda: 2)
+    load = machine_load.OtherLoad()
+    # 15 busy seconds on the system, 10 of them this process's: 5 of 10 s x 2 CPUs
+    assert load.share() == pytest.approx(0.25)
+    meta = {**bench_results_example()["meta"], "others_cpu_share": 0.25}
+    assert "other processes used 25.0% of the CPUs' time meanwhile" in markdown_report(
+        {"meta": meta}
+    )
+
+
+def test_the_load_witness_reads_this_machine():
+    load = machine_load.OtherLoad()
+    sum(i * i for i in range(200_000))  # this process's own work is not "other"
+    assert 0.0 <= load.share() <= 1.5  # bounded whatever else runs (timer granularity aside)
