@@ -6,12 +6,14 @@ import json
 import math
 import os
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from qmimic.cli.study import main as study_main
+from qmimic.errors import StageFailedError
 from qmimic.stages import load_stages
 from qmimic.studies.report import (
     evidence_line,
@@ -521,3 +523,30 @@ def test_teacher_blocks_must_cover_the_seeds_once(tmp_path: Path, capsys, blocks
         study_main(argv)
     assert exit_info.value.code != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_run_starts_no_further_runs(tmp_path: Path, jobs: int):
+    stages = load_stages("voc_cpu")
+    tasks = [t for seed in (0, 1) for t in plan_seed(seed, [Variant()], stages, tmp_path,
+                                                      "confirmation", [])]  # fmt: skip
+    calls: list = []
+    record = fake_runner(calls)
+    other_started, interrupted = threading.Event(), threading.Event()
+
+    def runner(stage, seed, out, overrides, env=None, quiet=False):
+        if (seed, stage.name) == (0, "teacher"):  # the first run: Ctrl-C reaches it
+            if jobs == 1:
+                raise KeyboardInterrupt  # heard in the one lane's thread
+            other_started.wait(timeout=10)
+            interrupted.set()
+            raise StageFailedError("stage teacher (seed 0) failed", 130)  # the run got it
+        other_started.set()
+        interrupted.wait(timeout=10)
+        time.sleep(0.2)  # the interrupted lane has long stopped the others by now
+        return record(stage, seed, out, overrides, env, quiet)
+
+    with pytest.raises(KeyboardInterrupt if jobs == 1 else StageFailedError):
+        run_tasks(tasks, jobs=jobs, runner=runner)
+    # one lane: nothing more; two: only the run the other lane was in finishes
+    assert [(seed, name) for _, seed, name, _ in calls] == ([] if jobs == 1 else [(0, "scratch")])

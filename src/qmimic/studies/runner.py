@@ -28,6 +28,7 @@ from qmimic.studies.variants import Variant, reused_stages
 log = get_logger("qmimic.study")
 
 METRICS = (key(TEST, VOC07_MAP), key(TEST, MAP))
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (SIGINT)
 
 
 def variant_out(runs: Path, phase: str, variant: Variant) -> Path:
@@ -133,7 +134,9 @@ def run_tasks(
     students that read no teacher train beside a teacher, and no lane waits while another seed
     still has work. ``runner`` trains one run (the real :func:`run_stage`, which skips finished
     runs and resumes cut ones; tests pass a fake). A failing run lets the runs that do not
-    depend on it finish, then stops the study with its error.
+    depend on it finish, then stops the study with its error. Ctrl-C (or a run that ends with
+    the interrupted status 130) starts no further run: the lanes end once their runs in
+    progress have stopped, and the interruption is raised.
     """
     # Written by hand: graphlib.TopologicalSorter hands out the ready nodes of a graph but knows
     # no failed input and leaves the lanes and the order among ready runs to the caller, which
@@ -149,6 +152,12 @@ def run_tasks(
     failed: set[Path] = set()
     errors: list[BaseException] = []
     ready = threading.Condition()
+    stop = threading.Event()  # interrupted: hand out no more runs
+
+    def stop_lanes() -> None:
+        with ready:
+            stop.set()
+            ready.notify_all()
 
     def blocked(task: Task) -> bool:
         return any(need in failed for need in task.needs)
@@ -158,7 +167,7 @@ def run_tasks(
 
     def next_task() -> Task | None:
         with ready:
-            while True:
+            while not stop.is_set():
                 for task in [t for t in waiting if blocked(t)]:  # its input failed: never runs
                     waiting.remove(task)
                     failed.add(task.folder)
@@ -171,6 +180,7 @@ def run_tasks(
                 if not waiting:
                     return None
                 ready.wait()
+            return None
 
     def lane() -> None:
         while (task := next_task()) is not None:
@@ -178,11 +188,16 @@ def run_tasks(
             try:
                 runner(task.stage, task.seed, task.out, list(task.overrides), env=env,
                        quiet=jobs > 1)  # fmt: skip
-            except BaseException as error:  # noqa: BLE001 - re-raised after the other lanes
+            except KeyboardInterrupt:  # Ctrl-C in this thread (one lane): stop at once
+                stop_lanes()
+                raise
+            except Exception as error:  # re-raised once the other lanes have finished
                 with ready:
                     failed.add(task.folder)
                     errors.append(error)
                     ready.notify_all()
+                if getattr(error, "exit_code", None) == INTERRUPTED:  # the run got the Ctrl-C
+                    stop_lanes()
                 continue
             log.info("%s: ready (%.1f min)", task.label, (time.monotonic() - started) / 60)
             with ready:
@@ -192,9 +207,15 @@ def run_tasks(
     if jobs <= 1:
         lane()
     else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
             for future in [pool.submit(lane) for _ in range(jobs)]:
                 future.result()
+        except KeyboardInterrupt:  # only the main thread hears Ctrl-C; the runs got it too
+            stop_lanes()
+            raise
+        finally:
+            pool.shutdown(wait=True)
     if errors:
         raise errors[0]
 
