@@ -114,7 +114,9 @@ def plan_seed(
     return tasks
 
 
-def plan_shared_teachers(first: int, plan: Callable[..., list[Task]], stages: Sequence[Stage]):
+def plan_shared_teachers(
+    first: int, plan: Callable[..., list[Task]], stages: Sequence[Stage]
+) -> list[Task]:
     """The teacher stages (every stage that is not a student) of seed ``first``, which the other
     seeds then share (``plan_seed(..., shared_from=first)``); ``plan(seed, stages)`` plans the
     given stages for a seed."""
