@@ -68,6 +68,10 @@ def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)  # plain data only
     assert checkpoint["global_step"] == 2
     assert checkpoint["qmimic_config"]["model"]["width"] == 0.0625
+    clock = checkpoint["callbacks"]["WallTimeInCheckpoint"]
+    assert 0 < clock["wall_time_s"] < 3600
+    clock["wall_time_s"] = 5000.0  # as if the first process had run for 5000 s before its cut
+    torch.save(checkpoint, last)
     resumed = run_train(
         *base,
         "trainer.max_epochs=2",
@@ -78,6 +82,8 @@ def test_training_writes_resumable_checkpoint(shapes_cache: Path, tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     again = single_run_dir(tmp_path / "resumed") / "checkpoints" / "last.ckpt"
     assert torch.load(again, map_location="cpu", weights_only=True)["global_step"] == 4
+    results = json.loads((single_run_dir(tmp_path / "resumed") / "results.json").read_text())
+    assert 5000 < results["wall_time_s"] < 8600  # the cut process's time counts on
 
 
 def test_unknown_config_choice_is_reported_without_traceback(tmp_path: Path):

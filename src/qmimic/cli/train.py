@@ -29,6 +29,7 @@ from qmimic.errors import UserError
 from qmimic.io.callbacks import (
     ConfigInCheckpoint,
     RandomStateInCheckpoint,
+    WallTimeInCheckpoint,
     WandbRunInCheckpoint,
 )
 from qmimic.io.checkpoints import (
@@ -183,7 +184,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         keep_csv_history(loggers)
     for logger in loggers:  # the whole config, so dashboards can compare runs by any key
         logger.log_hyperparams(resolved)
-    callbacks += [ConfigInCheckpoint(resolved), RandomStateInCheckpoint(), WandbRunInCheckpoint()]
+    clock = WallTimeInCheckpoint(started)
+    callbacks += [
+        ConfigInCheckpoint(resolved), RandomStateInCheckpoint(), WandbRunInCheckpoint(), clock,
+    ]  # fmt: skip
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _check_distributed(trainer, datamodule)
     if trainer.is_global_zero:  # the trainer knows each process's rank from its creation on
@@ -220,7 +224,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "parameters": report["parameters"],
         "gflops": report["gflops"],
         "input_size": report["input_size"],
-        "wall_time_s": round(time.perf_counter() - started, 1),
+        "wall_time_s": round(clock.elapsed(), 1),  # earlier processes of a resumed run included
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "output_dir": str(output_dir),

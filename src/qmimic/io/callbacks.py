@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import lightning as L
@@ -83,6 +84,32 @@ class RandomStateInCheckpoint(L.Callback):
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class WallTimeInCheckpoint(L.Callback):
+    """Carry a run's wall time across resumes: every checkpoint records the time the run has
+    spent so far, and a run resumed from it counts on from there, so that ``results.json``'s
+    ``wall_time_s`` is the whole run's, not only its last process's (a study's training cost
+    adds these up). The time a cut process spent after its last checkpoint was lost work and is
+    not counted.
+
+    Args:
+        started: ``time.perf_counter()`` when this process began the run.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.before = 0.0  # seconds the run's earlier processes spent, from the checkpoint
+
+    def elapsed(self) -> float:
+        """Seconds the run has spent, its earlier processes included."""
+        return self.before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict:
+        return {"wall_time_s": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict.get("wall_time_s", 0.0))
 
 
 def _numpy_state() -> tuple:
