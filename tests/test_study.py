@@ -113,13 +113,15 @@ def test_the_study_resumes_without_retraining_and_links_reused_runs(tmp_path: Pa
             plan_seed(0, [variant], stages, tmp_path, "tuning", ["students:trainer.max_epochs=3"]),
             runner=fake_runner(calls),
         )  # fmt: skip
-    assert [c[2] for c in calls] == [s.name for s in stages] + ["qmimic"]
-    assert calls[-1] == (
-        variant.folder,
-        0,
-        "qmimic",
-        ("trainer.max_epochs=3", "module.mimic_weight=2"),
-    )
+    # the runs that read a teacher stage's checkpoint first, then the students that read none
+    readers = [s.name for s in stages if s.needs]
+    free = [s.name for s in stages if not s.needs]
+    assert [c[2] for c in calls] == ["teacher", *readers, "qmimic", *free[1:]]
+    assert free[0] == "teacher" and set(free[1:]) == {"scratch", "quant"}
+    trained_for_variant = [c for c in calls if c[0] != "defaults"]
+    assert trained_for_variant == [
+        (variant.folder, 0, "qmimic", ("trainer.max_epochs=3", "module.mimic_weight=2"))
+    ]
     linked = variant_out(tmp_path, "tuning", variant) / "seed0" / "teacher"
     assert linked.is_symlink()
     assert linked.resolve() == (tmp_path / "tuning" / "defaults" / "seed0" / "teacher").resolve()
@@ -448,6 +450,22 @@ def test_lanes_train_teacher_free_students_beside_the_teacher_and_wait_for_input
             assert needs[name] <= done, (seed, name)
     assert len(ends) == len(starts)
     assert all(env == {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))} for env in envs)
+
+
+def test_a_free_lane_prefers_the_runs_that_read_a_teacher(tmp_path: Path):
+    """Once the shared teacher stages are trained, the distilling students go before the
+    students that read no checkpoint: a lost machine then costs only runs that need no teacher."""
+    stages = load_stages("voc_cpu")
+    plan = partial(plan_seed, variants=[Variant()], runs=tmp_path, phase="confirmation",
+                   schedule=[], shared_from=1)  # fmt: skip
+    calls: list = []
+    run_tasks(plan_shared_teachers(1, plan, stages), runner=fake_runner(calls))
+    calls.clear()
+    run_tasks([t for seed in (2, 3) for t in plan(seed, stages=stages)], runner=fake_runner(calls))
+    assert [(seed, name) for _, seed, name, _ in calls] == [
+        (2, "mimic"), (2, "qmimic"), (3, "mimic"), (3, "qmimic"),
+        (2, "scratch"), (2, "quant"), (3, "scratch"), (3, "quant"),
+    ]  # fmt: skip
 
 
 def test_a_failed_run_stops_only_the_runs_that_read_it(tmp_path: Path):

@@ -132,11 +132,14 @@ def run_tasks(
     through ``OMP_NUM_THREADS``.
 
     A run planned twice trains once (the shared teacher's seed plans its teacher stages again).
-    A free lane takes the first task in ``tasks`` order whose inputs are trained, so the
-    students that read no teacher train beside a teacher, and no lane waits while another seed
-    still has work. ``runner`` trains one run (the real :func:`run_stage`, which skips finished
-    runs and resumes cut ones; tests pass a fake). A failing run lets the runs that do not
-    depend on it finish, then stops the study with its error. Ctrl-C (or a run that ends with
+    A free lane takes the first task in ``tasks`` order whose inputs are trained, preferring one
+    that reads another run's checkpoint: so the students that read no teacher train beside a
+    teacher, no lane waits while another seed still has work, and the runs that need a
+    teacher's checkpoint finish first (should the machine be lost, only runs that read no
+    checkpoint are left, and they restart on their own). ``runner`` trains one run (the real
+    :func:`run_stage`, which skips finished runs and resumes cut ones; tests pass a fake). A
+    failing run lets the runs that do not depend on it finish, then stops the study with its
+    error. Ctrl-C (or a run that ends with
     the interrupted status 130) starts no further run: the lanes end once their runs in
     progress have stopped, and the interruption is raised.
     """
@@ -175,7 +178,8 @@ def run_tasks(
                     failed.add(task.folder)
                     log.error("%s: not trained, an input run failed", task.label)
                     ready.notify_all()
-                task = next((t for t in waiting if runnable(t)), None)
+                candidates = [t for t in waiting if runnable(t)]
+                task = next((t for t in candidates if t.needs), next(iter(candidates), None))
                 if task is not None:
                     waiting.remove(task)
                     return task
