@@ -359,8 +359,17 @@ def test_a_shared_teacher_is_trained_once_and_linked_for_every_other_seed(tmp_pa
     results = collect(out, [20, 21, 22], stages)
     block = phase_block(results, [20, 21, 22], [], teacher_of=dict.fromkeys([20, 21, 22], 20))
     assert block["voc07_map"]["teacher"] == [block["voc07_map"]["teacher"][0]] * 3
+    # the teacher stages are one run each: their difference is that run's, with no interval
+    control = block["comparisons"]["differences"]["qteacher - ftteacher"]
+    assert control["n"] == 1 and control["low"] is None and control["high"] is None
+    assert block["comparisons"]["differences"]["qmimic - mimic"]["n"] == 3  # students: per seed
     write_study(tmp_path, {"confirmation": block}, "")
-    assert "One teacher for all seeds" in (tmp_path / "results.md").read_text()
+    text = (tmp_path / "results.md").read_text()
+    assert "One teacher for all seeds" in text
+    row = next(line for line in text.splitlines() if line.startswith("| qteacher - ftteacher |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == "none (one run each)" and cells[3] in ("0/1", "1/1")
+    assert (tmp_path / "results.png").is_file()
 
 
 def test_a_block_holds_per_class_ap_and_learning_curves(tmp_path: Path):
@@ -509,6 +518,13 @@ def test_teacher_blocks_train_one_teacher_per_block_and_the_report_names_them(
     block = phase_block(collect(out, [1, 2, 3, 4], stages), [1, 2, 3, 4], [],
                         teacher_of=teacher_of)  # fmt: skip
     assert block["teacher_blocks"] == [[1, 2], [3, 4]]
+    # two teachers: the teacher stages' differences over the two runs, not four repeated values
+    control = block["comparisons"]["differences"]["ftteacher - teacher"]
+    assert control["n"] == 2 and control["low"] is not None
+    ftteacher, teacher = block["voc07_map"]["ftteacher"], block["voc07_map"]["teacher"]
+    assert control["values"] == pytest.approx(
+        [ftteacher[0] - teacher[0], ftteacher[2] - teacher[2]]
+    )
     write_study(tmp_path, {"confirmation": block}, "")
     assert (
         "(seed 1's for seeds 1, 2; seed 3's for seeds 3, 4)"

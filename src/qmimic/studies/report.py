@@ -94,8 +94,11 @@ def phase_block(
     before = [r.get(key(FLOAT_TEST, VOC07_MAP)) for r in results.get("qteacher", [])]
     if before and None not in before:
         block["qteacher_before_finetuning"] = before
-    block["comparisons"] = compare(block["voc07_map"])
-    block["comparisons_map"] = compare(block["map"])
+    teacher_runs = (
+        [seeds.index(b[0]) for b in block["teacher_blocks"]] if "teacher_blocks" in block else None
+    )
+    block["comparisons"] = compare(block["voc07_map"], teacher_runs=teacher_runs)
+    block["comparisons_map"] = compare(block["map"], teacher_runs=teacher_runs)
     return block
 
 
@@ -177,13 +180,20 @@ def seed_table(block: dict) -> str:
     return markdown_table(header, rows)
 
 
+def interval_cell(d: dict) -> str:
+    """``[low, high]`` in points, or why there is none (one run on each side)."""
+    if d["low"] is None:
+        return "none (one run each)"
+    return f"[{pct(d['low'], signed=True)}, {pct(d['high'], signed=True)}]"
+
+
 def difference_table(comparisons: dict) -> str:
     """Paired differences in points: mean, 95% t interval, seeds won."""
     rows = [
         [
             name,
             pct(d["mean"], signed=True),
-            f"[{pct(d['low'], signed=True)}, {pct(d['high'], signed=True)}]",
+            interval_cell(d),
             f"{d['wins']}/{d['n']}",
             " ".join(pct(v, signed=True) for v in d["values"]),
         ]
@@ -268,7 +278,8 @@ def block_markdown(title: str, block: dict) -> list[str]:
         lines.append(
             f"One teacher for all seeds: teacher, qteacher and ftteacher were trained once (seed "
             f"{teacher_blocks[0][0]}) and every seed's students distil from them, so the "
-            "teacher rows repeat one run and their differences have no spread."
+            "teacher rows repeat one run and a difference between two teacher stages is that "
+            "one run's, without an interval."
         )
     elif teacher_blocks:
         named = "; ".join(
@@ -279,7 +290,8 @@ def block_markdown(title: str, block: dict) -> list[str]:
             f"One teacher per block of seeds: teacher, qteacher and ftteacher were trained once "
             f"per block ({named}) and each seed's students distil from its block's, so within a "
             "seed mimic and qmimic read the same teacher and the teacher rows repeat one run "
-            "per block."
+            "per block; a difference between two teacher stages is taken over the blocks' "
+            "runs, each once (its 'per seed' values are per block)."
         )
     if block.get("environments"):
         lines.append(f"Trained with: {'; '.join(map(describe, block['environments']))}.")
@@ -433,6 +445,9 @@ def plot(results: dict, path: Path) -> Path | None:
     names = list(differences)
     for row, name in enumerate(names):
         d = differences[name]
+        if d["low"] is None:  # one run on each side: a point, no interval
+            right.plot(100 * d["mean"], row, "o", color="grey")
+            continue
         below, above = 100 * (d["mean"] - d["low"]), 100 * (d["high"] - d["mean"])
         right.errorbar(
             100 * d["mean"], row, xerr=[[below], [above]], fmt="o", capsize=4, color="black"
@@ -440,7 +455,7 @@ def plot(results: dict, path: Path) -> Path | None:
     right.axvline(0, color="grey", linestyle="--")
     right.set_yticks(range(len(names)), names)
     right.invert_yaxis()
-    right.set_xlabel("paired difference, points (95% t interval)")
+    right.set_xlabel("paired difference, points (95% t interval; grey: one run each)")
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

@@ -25,6 +25,8 @@ DIFFERENCES = (
 )
 # Students whose share of the scratch -> teacher gap is reported.
 GAP_STUDENTS = ("quant", "mimic", "qmimic")
+# The stages trained before any student: seeds that share a teacher share these runs.
+TEACHER_STAGES = ("teacher", "qteacher", "ftteacher")
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
@@ -80,14 +82,39 @@ def gap_closed(
     return {"overall": overall, "per_seed": per_seed}
 
 
-def compare(metric: dict[str, list[float]], teacher: str = "teacher") -> dict:
+def single_difference(a: float, b: float) -> dict:
+    """The difference of one pair of runs, in :func:`paired_difference`'s form: one value has
+    no spread, so ``std``, ``low`` and ``high`` are ``None``."""
+    value = float(a) - float(b)
+    return {"values": [value], "mean": value, "std": None, "low": None, "high": None,
+            "wins": int(value > 0), "n": 1, "confidence": None}  # fmt: skip
+
+
+def compare(
+    metric: dict[str, list[float]],
+    teacher: str = "teacher",
+    teacher_runs: Sequence[int] | None = None,
+) -> dict:
     """Every paired difference of :data:`DIFFERENCES` and gap of :data:`GAP_STUDENTS` whose
-    stages are in ``metric`` (stage -> one value per seed)."""
-    differences = {
-        f"{a} - {b}": paired_difference(metric[a], metric[b])
-        for a, b in DIFFERENCES
-        if a in metric and b in metric and len(metric[a]) > 1
-    }
+    stages are in ``metric`` (stage -> one value per seed).
+
+    ``teacher_runs``: when seeds share their teacher stages, the positions (in seed order) of
+    one seed per distinct teacher. A difference between two :data:`TEACHER_STAGES` is then
+    taken over those runs only, each counted once: a shared run repeated over seeds would
+    give an interval of zero width. One teacher for all seeds gives that difference without
+    an interval (:func:`single_difference`)."""
+    differences = {}
+    for a, b in DIFFERENCES:
+        if a not in metric or b not in metric:
+            continue
+        first, second = metric[a], metric[b]
+        shared = teacher_runs is not None and a in TEACHER_STAGES and b in TEACHER_STAGES
+        if shared:
+            first, second = [first[i] for i in teacher_runs], [second[i] for i in teacher_runs]
+        if len(first) > 1:
+            differences[f"{a} - {b}"] = paired_difference(first, second)
+        elif shared and len(first) == 1:
+            differences[f"{a} - {b}"] = single_difference(first[0], second[0])
     gaps = {
         student: gap_closed(metric[student], metric["scratch"], metric[teacher])
         for student in GAP_STUDENTS
