@@ -584,3 +584,19 @@ def test_an_interrupted_run_starts_no_further_runs(tmp_path: Path, jobs: int):
         run_tasks(tasks, jobs=jobs, runner=runner)
     # one lane: nothing more; two: only the run the other lane was in finishes
     assert [(seed, name) for _, seed, name, _ in calls] == ([] if jobs == 1 else [(0, "scratch")])
+
+
+def test_the_report_leaves_out_where_the_data_lives(tmp_path: Path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(
+        "qmimic.cli.study.run_tasks",
+        lambda tasks, jobs: run_tasks(tasks, jobs, runner=fake_runner(calls)),
+    )
+    study_main(["--phase", "tuning", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                "--out", str(tmp_path / "out"), "data.root=/home/someone/photos"])  # fmt: skip
+    assert {seed for _, seed, _, overrides in calls} == {0, 1}
+    assert all("data.root=/home/someone/photos" in overrides for *_, overrides in calls)
+    for name in ("results.md", "results.json"):
+        text = (tmp_path / "out" / name).read_text()
+        assert "/home/someone/photos" not in text, name
+        assert "teacher:trainer.max_epochs=3" in text, name  # the schedule is still reported

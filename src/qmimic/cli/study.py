@@ -51,6 +51,14 @@ log = get_logger("qmimic.study")
 # the study's schedule stays fixed when a recipe changes. Other data train on their recipe's.
 SCHEDULES = {"shapes": ["teacher:trainer.max_epochs=3", "students:trainer.max_epochs=3"]}
 PHASES = ("tuning", "confirmation")
+# Overrides that say where the data lives, not how the study trains: kept out of the report, so
+# that a machine's paths do not land in committed results (the runs' configs still hold them).
+LOCATION_KEYS = ("data.root=",)
+
+
+def reported(overrides: list[str]) -> list[str]:
+    """``overrides`` without the data's location (:data:`LOCATION_KEYS`)."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(LOCATION_KEYS)]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -258,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         v.name: phase_block(
             collect(variant_out(args.runs, args.phase, v), args.seeds, stages),
             args.seeds,
-            [*schedule, *v.overrides],
+            reported([*schedule, *v.overrides]),
             composed_recipe(stages, [*schedule, *v.overrides]),
             teacher_of=teacher_of,
         )
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         section["variants"].update(blocks)
     else:
         record_confirmation(results, blocks["defaults"])
-    for path in write_study(args.out, results, preamble(args.data, schedule)):
+    for path in write_study(args.out, results, preamble(args.data, reported(schedule))):
         log.info("written %s", path)
 
 
