@@ -139,9 +139,8 @@ def run_tasks(
     checkpoint are left, and they restart on their own). ``runner`` trains one run (the real
     :func:`run_stage`, which skips finished runs and resumes cut ones; tests pass a fake). A
     failing run lets the runs that do not depend on it finish, then stops the study with its
-    error. Ctrl-C (or a run that ends with
-    the interrupted status 130) starts no further run: the lanes end once their runs in
-    progress have stopped, and the interruption is raised.
+    error. Ctrl-C (or a run that ends with the interrupted status 130) starts no further run:
+    the lanes end once their runs in progress have stopped, and the interruption is raised.
     """
     # Written by hand: graphlib.TopologicalSorter hands out the ready nodes of a graph but knows
     # no failed input and leaves the lanes and the order among ready runs to the caller, which
